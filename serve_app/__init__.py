@@ -1,0 +1,1 @@
+"""Ray Serve application: FastAPI ingress in front of XTTS model replicas."""

@@ -1,0 +1,50 @@
+"""Typed arguments of the application builder (the ``args`` block of ``serve_config.yaml``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AutoscalingArgs(BaseModel):
+    """Autoscaling of the TTS deployment (Ray Serve ``autoscaling_config``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=0, description="Fewest TTS replicas kept running.")
+    max_replicas: int = Field(default=1, ge=1, description="Most TTS replicas the autoscaler may start.")
+    target_ongoing_requests: float = Field(
+        default=2.0, gt=0, description="Requests in flight per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(default=10.0, ge=0, description="Sustained load needed before adding replicas.")
+    downscale_delay_s: float = Field(default=120.0, ge=0, description="Idle time before removing replicas.")
+
+
+class TTSDeploymentArgs(BaseModel):
+    """Scheduling and queueing of the TTS model deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_gpus: float = Field(default=0.0, ge=0, description="GPU share per replica (fractions pack replicas).")
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica.")
+    autoscaling: AutoscalingArgs = Field(default_factory=AutoscalingArgs)
+    max_ongoing_requests: int = Field(default=4, ge=1, description="Requests one replica works on at once.")
+    max_queued_requests: int = Field(
+        default=32, ge=-1, description="Requests waiting per caller before 503 (-1: unbounded)."
+    )
+    health_check_period_s: float = Field(default=10.0, gt=0)
+    health_check_timeout_s: float = Field(default=30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+
+
+class AppArgs(BaseModel):
+    """Arguments of :func:`serve_app.app.build_app`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingress_num_cpus: float = Field(default=0.25, ge=0, description="CPUs reserved by the HTTP ingress replica.")
+    tts: TTSDeploymentArgs = Field(default_factory=TTSDeploymentArgs)
+    settings: dict[str, object] = Field(
+        default_factory=dict,
+        description="Overrides of voice_core Settings fields (same names, lower case), applied on top of "
+        "the environment.",
+    )

@@ -1,0 +1,1 @@
+"""Ray Train jobs that fine-tune XTTS (not built yet)."""

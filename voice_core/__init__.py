@@ -1,0 +1,1 @@
+"""Shared core of the Audio Voice Service: settings, storage, audio I/O, XTTS loading, checkpoints."""

@@ -1,0 +1,399 @@
+"""Audio decoding, encoding, resampling and small helpers.
+
+Everything inside the project works on mono ``float32`` arrays in ``[-1, 1]``. This module is the
+only place that turns uploaded bytes into such arrays (through PyAV, so any common container works)
+and turns arrays back into the bytes the API returns. ``av`` and ``scipy`` are imported inside the
+functions that need them so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from voice_core.errors import AudioDecodeError, InvalidInputError, VoiceError
+
+AUDIO_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "aac", "pcm")
+
+MEDIA_TYPES: dict[str, str] = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "pcm": "audio/pcm",
+}
+
+_ACCEPTED_UPLOADS = "wav, flac, mp3, ogg/vorbis, ogg/opus, m4a/aac, or the audio track of mp4/mkv/webm"
+
+# Demuxers an upload may be opened with. Restricting them keeps FFmpeg from treating an upload as a
+# playlist (hls, concat) or image sequence that would make it open other files or URLs.
+_DEMUXER_WHITELIST = "aac,aiff,caf,flac,matroska,mov,mp3,ogg,wav,w64,webm"
+
+_MIN_SAMPLE_RATE = 1_000
+_MAX_SAMPLE_RATE = 384_000
+# Rate used when an encoder cannot take the caller's rate (e.g. libopus at 22050 Hz).
+_FALLBACK_ENCODER_RATE = 48_000
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    """Summary numbers of a mono signal.
+
+    Attributes:
+        duration_s: length in seconds.
+        peak: largest absolute sample value.
+        rms: root mean square of the samples.
+        sample_rate: samples per second.
+        num_samples: number of samples.
+
+    """
+
+    duration_s: float
+    peak: float
+    rms: float
+    sample_rate: int
+    num_samples: int
+
+
+def _check_sample_rate(sample_rate: int, name: str = "sample_rate") -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise InvalidInputError(f"{name} must be an integer number of Hz, got {sample_rate!r}.")
+    if not _MIN_SAMPLE_RATE <= sample_rate <= _MAX_SAMPLE_RATE:
+        raise InvalidInputError(
+            f"{name}={sample_rate} Hz is out of range. Use a rate between {_MIN_SAMPLE_RATE} and "
+            f"{_MAX_SAMPLE_RATE} Hz, e.g. 24000."
+        )
+    return int(sample_rate)
+
+
+def _as_mono(samples: np.ndarray) -> np.ndarray:
+    array = np.asarray(samples)
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise InvalidInputError(
+            f"expected a mono 1-D sample array, got shape {array.shape}. Mix the channels down first."
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def _clipped(samples: np.ndarray) -> np.ndarray:
+    finite = np.nan_to_num(_as_mono(samples), nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(finite, -1.0, 1.0)
+
+
+def _to_int16(samples: np.ndarray) -> np.ndarray:
+    return np.round(_clipped(samples) * 32767.0).astype(np.int16)
+
+
+def float_to_pcm16(samples: np.ndarray) -> bytes:
+    """Convert float samples to raw 16-bit little-endian PCM.
+
+    Args:
+        samples: mono float samples; values outside ``[-1, 1]`` are clipped and NaN becomes silence.
+
+    Returns:
+        The PCM bytes, two per sample, with no header.
+
+    """
+    return _to_int16(samples).astype("<i2").tobytes()
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Change the sample rate of a mono signal with a polyphase filter.
+
+    Args:
+        samples: mono float samples.
+        orig_sr: rate of ``samples`` in Hz.
+        target_sr: wanted rate in Hz.
+
+    Returns:
+        ``float32`` samples at ``target_sr``; the input itself (as float32) when the rates are equal.
+
+    Raises:
+        InvalidInputError: a rate is not a positive integer in range or ``samples`` is not mono.
+
+    """
+    orig_sr = _check_sample_rate(orig_sr, "orig_sr")
+    target_sr = _check_sample_rate(target_sr, "target_sr")
+    mono = _as_mono(samples)
+    if orig_sr == target_sr or mono.size == 0:
+        return mono
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    divisor = gcd(orig_sr, target_sr)
+    return resample_poly(mono, target_sr // divisor, orig_sr // divisor).astype(np.float32)
+
+
+def audio_stats(samples: np.ndarray, sample_rate: int) -> AudioStats:
+    """Measure duration, peak and RMS of a mono signal.
+
+    Args:
+        samples: mono float samples.
+        sample_rate: rate of ``samples`` in Hz.
+
+    Returns:
+        The measurements; peak and rms are 0 for an empty signal.
+
+    """
+    sample_rate = _check_sample_rate(sample_rate)
+    mono = _as_mono(samples).astype(np.float64)
+    if mono.size == 0:
+        return AudioStats(0.0, 0.0, 0.0, sample_rate, 0)
+    return AudioStats(
+        duration_s=mono.size / sample_rate,
+        peak=float(np.max(np.abs(mono))),
+        rms=float(np.sqrt(np.mean(mono * mono))),
+        sample_rate=sample_rate,
+        num_samples=int(mono.size),
+    )
+
+
+def _open_source(source: bytes | str | os.PathLike) -> io.IOBase:
+    # Paths are opened by Python, not FFmpeg, so a string is never read as a URL or protocol.
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioDecodeError("upload is empty (0 bytes). Send a non-empty audio file.")
+        return io.BytesIO(bytes(source))
+    try:
+        handle = open(source, "rb")
+    except OSError as exc:
+        raise AudioDecodeError(
+            f"cannot read audio file {os.fspath(source)!r}: {exc.strerror or exc}. "
+            "Check that the path exists and is readable."
+        ) from exc
+    if os.fstat(handle.fileno()).st_size == 0:
+        handle.close()
+        raise AudioDecodeError(f"audio file {os.fspath(source)!r} is empty. Send a non-empty audio file.")
+    return handle
+
+
+def decode_audio(
+    source: bytes | str | os.PathLike,
+    sample_rate: int,
+    *,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode an audio file or upload to mono float32 at a given rate.
+
+    Channels are averaged (as ``librosa.to_mono`` does), so in-phase stereo keeps its level; a
+    surround file with speech only in the centre channel comes out quieter by the channel count.
+
+    Args:
+        source: the file's bytes, or a path to it.
+        sample_rate: rate of the returned samples in Hz.
+        max_seconds: when given, audio longer than this is rejected; decoding stops as soon as the
+            limit is passed, so an over-long upload costs little.
+
+    Returns:
+        Mono ``float32`` samples in ``[-1, 1]`` at ``sample_rate``.
+
+    Raises:
+        AudioDecodeError: the input is empty, not audio, has no audio stream, decodes to no
+            samples, or is longer than ``max_seconds``.
+        InvalidInputError: ``sample_rate`` or ``max_seconds`` is invalid.
+
+    """
+    import av
+
+    sample_rate = _check_sample_rate(sample_rate)
+    max_samples = None
+    if max_seconds is not None:
+        if not max_seconds > 0:
+            raise InvalidInputError(f"max_seconds must be positive, got {max_seconds!r}.")
+        max_samples = int(np.ceil(max_seconds * sample_rate))
+
+    handle = _open_source(source)
+    chunks: list[np.ndarray] = []
+    total = 0
+    bad_packets = 0
+    try:
+        try:
+            container = av.open(handle, mode="r", options={"format_whitelist": _DEMUXER_WHITELIST})
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            detail = (
+                "its container format is not accepted"
+                if isinstance(exc, av.error.ArgumentError)
+                else _ffmpeg_reason(exc)
+            )
+            raise AudioDecodeError(
+                f"upload is not a recognised audio file ({_ACCEPTED_UPLOADS}): {detail}. Send one of those formats."
+            ) from exc
+        with container:
+            stream = container.streams.best("audio")
+            if stream is None:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+                raise AudioDecodeError(
+                    f"the {container.format.name} file has no audio stream (streams found: {kinds}). "
+                    "Send a file that contains audio."
+                )
+            resampler = None
+            layout_key = None
+            for packet in container.demux(stream):
+                try:
+                    frames = stream.decode(packet)
+                except av.error.InvalidDataError:
+                    bad_packets += 1  # damaged packets are skipped like the ffmpeg CLI does
+                    continue
+                for frame in frames:
+                    # A stream may change rate or layout mid-way; the resampler only takes one setup.
+                    key = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    if key != layout_key:
+                        if resampler is not None:
+                            total += _drain(resampler.resample(None), chunks)
+                        # Keep the channels and average them below: FFmpeg's own stereo-to-mono
+                        # matrix sums at -3 dB each, which lifts in-phase stereo by 3 dB and clips.
+                        resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=sample_rate)
+                        layout_key = key
+                    frame.pts = None  # resample by sample count only; odd timestamps must not add gaps
+                    total += _drain(resampler.resample(frame), chunks)
+                    if max_samples is not None and total > max_samples:
+                        raise _too_long(max_seconds)
+            if resampler is not None:
+                total += _drain(resampler.resample(None), chunks)
+    except VoiceError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise AudioDecodeError(
+            f"audio could not be decoded: {_ffmpeg_reason(exc)}. Send an undamaged audio file."
+        ) from exc
+    finally:
+        handle.close()
+
+    if total == 0:
+        detail = f" ({bad_packets} damaged packets)" if bad_packets else ""
+        raise AudioDecodeError(f"the file contains no decodable audio samples{detail}. Send a non-empty recording.")
+    if max_samples is not None and total > max_samples:
+        raise _too_long(max_seconds)
+    return np.clip(np.concatenate(chunks), -1.0, 1.0)
+
+
+def _too_long(max_seconds: float) -> AudioDecodeError:
+    return AudioDecodeError(f"audio is longer than the {max_seconds:g} s limit. Trim it to {max_seconds:g} s or less.")
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    # FFmpeg messages end with the input's name, which for uploads is a meaningless '<none>'.
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _drain(frames: list, chunks: list[np.ndarray]) -> int:
+    count = 0
+    for frame in frames:
+        data = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+        chunks.append(data)
+        count += data.size
+    return count
+
+
+def _encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sample_rate)
+        writer.writeframes(float_to_pcm16(samples))
+    return buffer.getvalue()
+
+
+def _pyav_encoder(container_format: str, codec: str, sample_format: str) -> Callable[[np.ndarray, int], bytes]:
+    """Build an encoder that writes one mono stream with PyAV into a container held in memory."""
+
+    def encode(samples: np.ndarray, sample_rate: int) -> bytes:
+        import av
+
+        supported = av.codec.Codec(codec, "w").audio_rates
+        if supported and sample_rate not in supported:
+            samples = resample(samples, sample_rate, _FALLBACK_ENCODER_RATE)
+            sample_rate = _FALLBACK_ENCODER_RATE
+        data = _to_int16(samples) if sample_format == "s16" else _clipped(samples)
+        buffer = io.BytesIO()
+        # bitexact drops random Ogg serial numbers and version tags, so equal input gives equal bytes.
+        with av.open(buffer, mode="w", format=container_format, options={"fflags": "+bitexact"}) as out:
+            stream = out.add_stream(codec, rate=sample_rate, layout="mono")
+            stream.format = sample_format
+            frame = av.AudioFrame.from_ndarray(data[np.newaxis, :], format=sample_format, layout="mono")
+            frame.rate = sample_rate
+            frame.pts = 0
+            # PyAV cuts the frame into the codec's frame size itself.
+            for packet in stream.encode(frame):
+                out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        return buffer.getvalue()
+
+    return encode
+
+
+_ENCODERS: dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "wav": _encode_wav,
+    "flac": _pyav_encoder("flac", "flac", "s16"),
+    "mp3": _pyav_encoder("mp3", "libmp3lame", "fltp"),
+    "opus": _pyav_encoder("ogg", "libopus", "flt"),
+    "aac": _pyav_encoder("adts", "aac", "fltp"),
+    "pcm": lambda samples, _rate: float_to_pcm16(samples),
+}
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """Encode mono float samples into one of the response formats.
+
+    Args:
+        samples: mono float samples; values outside ``[-1, 1]`` are clipped.
+        sample_rate: rate of ``samples`` in Hz. Encoders that cannot take it (libopus at 22050 Hz,
+            say) get the audio resampled to 48000 Hz.
+        fmt: one of ``AUDIO_FORMATS``: ``wav`` (PCM16), ``flac``, ``mp3``, ``opus`` (Ogg Opus),
+            ``aac`` (ADTS) or ``pcm`` (raw 16-bit little-endian, no header).
+
+    Returns:
+        The encoded file as bytes.
+
+    Raises:
+        InvalidInputError: unknown ``fmt``, bad ``sample_rate``, empty or non-mono ``samples``.
+
+    """
+    encoder = _ENCODERS.get(fmt)
+    if encoder is None:
+        raise InvalidInputError(f"unknown audio format {fmt!r}. Use one of: {', '.join(AUDIO_FORMATS)}.")
+    sample_rate = _check_sample_rate(sample_rate)
+    mono = _as_mono(samples)
+    if mono.size == 0:
+        raise InvalidInputError("there are no samples to encode. Pass a non-empty array.")
+    return encoder(mono, sample_rate)
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Write a PCM16 mono WAV file atomically.
+
+    The data goes to a temporary file in the same directory, is flushed to disk and then renamed over
+    ``path``, so readers never see a half-written file.
+
+    Args:
+        path: destination file; its directory must exist.
+        samples: mono float samples; values outside ``[-1, 1]`` are clipped.
+        sample_rate: rate of ``samples`` in Hz.
+
+    """
+    data = _encode_wav(_as_mono(samples), _check_sample_rate(sample_rate))
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp's 0600 would hide the file from other readers
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

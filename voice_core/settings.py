@@ -1,0 +1,180 @@
+"""The one settings class of the project.
+
+Read once at an entry point (``Settings.load()``) and passed explicitly to Ray actors and tasks.
+Every field is documented here and only here; ``python -m voice_core settings-table`` renders the
+README table from these descriptions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from voice_core.errors import ConfigError
+
+ENV_PREFIX = "AVS_"
+
+XTTS_RELEASE_FILES: tuple[str, ...] = (
+    "config.json",
+    "model.pth",
+    "vocab.json",
+    "speakers_xtts.pth",
+    "dvae.pth",
+    "mel_stats.pth",
+)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of the service, the data-prep pipeline and the training jobs.
+
+    Values come from ``AVS_*`` environment variables, then a ``.env`` file, then the defaults.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    storage_root: Path = Field(
+        default=Path("storage"),
+        description="Root directory of all stored data (datasets, runs, models, voices, jobs). "
+        "On a cluster, a shared mount present on every node.",
+    )
+    allowed_mounts: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated extra directories that symlinks inside the storage root may point "
+        "into (for example a read-only model cache mounted into the container).",
+    )
+    base_model: str = Field(
+        default="xtts-v2",
+        description="Model id (a directory name under `<storage_root>/models/`) used when a request names no model.",
+    )
+    demo_tiny_model: bool = Field(
+        default=False,
+        description="Serve the project's tiny random-weight model (it produces noise) instead of "
+        "`base_model`, creating it under `models/tiny-xtts` if absent. For demos and tests only; "
+        "never used as a fallback.",
+    )
+    coqui_tos_agreed: bool = Field(
+        default=False,
+        description="Set to true to state that you agree to the Coqui Public Model License "
+        "(non-commercial). Required before the official XTTS-v2 weights are downloaded.",
+    )
+    download_release: bool = Field(
+        default=True,
+        description="Fetch the official XTTS-v2 release into `models/xtts-v2` when it is absent "
+        "(only with `coqui_tos_agreed`).",
+    )
+    release_url: str = Field(
+        default="https://huggingface.co/coqui/XTTS-v2/resolve/main",
+        description="Base URL the official release files are fetched from.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where models run: `auto` uses CUDA when the process sees a GPU, else CPU.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the HTTP ingress listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the HTTP ingress listens on.")
+    ray_address: str | None = Field(
+        default=None,
+        description="Address of an existing Ray cluster (`auto`, `ray://host:10001`, ...). Unset: "
+        "the run command starts a local Ray.",
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys. When set, every route but health needs `Authorization: Bearer <key>`.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the project's loggers."
+    )
+
+    @field_validator("allowed_mounts", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("storage_root", mode="after")
+    @classmethod
+    def _absolute_root(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @field_validator("allowed_mounts", mode="after")
+    @classmethod
+    def _absolute_mounts(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute():
+                raise ValueError(f"'{path}' is relative; give absolute paths")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read the settings from the environment and `.env`, failing with a readable message.
+
+        Args:
+            **overrides: values that take precedence over the environment (used by CLIs and tests).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            ConfigError: a value is invalid; the message names the environment variable.
+        """
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn a pydantic validation error on Settings into lines naming the env variables.
+
+    Args:
+        exc: the error raised while building ``Settings``.
+
+    Returns:
+        A message with one line per invalid variable and a hint where to fix it.
+    """
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        # Unknown keys from .env keep their prefix in ``loc`` ("avs_prot"); fields do not.
+        variable = field.upper() if field.upper().startswith(ENV_PREFIX) else f"{ENV_PREFIX}{field.upper()}"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {variable}: unknown setting (check the spelling; see the README settings table)")
+            continue
+        value = error.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {variable}: {error['msg']}{shown}")
+    lines.append("Fix the environment variable or the line in .env and start again.")
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """Render the settings as a Markdown table (variable, default, description) for the README.
+
+    Returns:
+        The table, one row per field, in declaration order.
+    """
+    rows = ["| variable | default | description |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(empty)"
+        elif field.default is None:
+            default = "(unset)"
+        else:
+            default = f"`{field.default}`"
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows)
