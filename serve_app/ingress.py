@@ -1,60 +1,151 @@
-"""The HTTP ingress: routes only; work is delegated to deployment handles."""
+"""The HTTP ingress: FastAPI app, middleware (request id, auth, errors, metrics) and the Serve class.
+
+Routes live in ``serve_app/routes/``; they reach the deployments through :func:`serve_app.routes.context.ctx`.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
+import time
 import uuid
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from voice_core.errors import VoiceError
+from serve_app.routes import info, jobs, speech, voices
+from serve_app.routes.context import IngressContext, ctx, set_context
+from voice_core.errors import OverloadedError, UnauthorizedError, VoiceError
+from voice_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-api = FastAPI(title="Audio Voice Service", version="0.1.0")
+# Routes that never need an API key.
+PUBLIC_PATHS = ("/health",)
 
 
-@api.middleware("http")
-async def request_id_and_errors(request: Request, call_next):
-    """Give every request an id and turn project errors into ``{"error": {...}}`` JSON."""
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    request.state.request_id = request_id
+async def backpressure_as_overloaded() -> AsyncIterator[None]:
+    """Turn Serve's ``BackPressureError`` from a full TTS queue into :class:`OverloadedError`.
+
+    Serve registers its own plain-text handler for ``BackPressureError`` on the ingress app, and that
+    handler answers before the middleware below sees the exception; translating it here, around the
+    route, keeps the JSON error shape and ``Retry-After``.
+    """
+    from ray.serve.exceptions import BackPressureError
+
     try:
-        response = await call_next(request)
-    except VoiceError as exc:
-        response = error_response(exc.status_code, exc.error_type, exc.message, request_id)
-    except Exception:
-        log.exception("request %s failed", request_id)
-        response = error_response(500, "internal_error", "internal error; see the service log", request_id)
-    response.headers["x-request-id"] = request_id
-    return response
+        yield
+    except BackPressureError:
+        raise OverloadedError("the service is at capacity (queues are full); retry after a short wait") from None
+
+
+api = FastAPI(title="Audio Voice Service", version="0.1.0", dependencies=[Depends(backpressure_as_overloaded)])
+for router in (info.router, speech.router, voices.router, jobs.router):
+    api.include_router(router)
 
 
 def error_response(status: int, error_type: str, message: str, request_id: str) -> JSONResponse:
-    """Build the project's JSON error body."""
+    """Build the project's JSON error body ``{"error": {"message", "type", "request_id"}}``."""
     return JSONResponse(
         status_code=status,
         content={"error": {"message": message, "type": error_type, "request_id": request_id}},
     )
 
 
+def as_voice_error(exc: BaseException) -> VoiceError | None:
+    """Return the project error behind ``exc`` (also when Ray wrapped it on the way back)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, VoiceError):
+        return cause
+    return exc if isinstance(exc, VoiceError) else None
+
+
+def voice_error_response(error: VoiceError, request_id: str) -> JSONResponse:
+    """JSON error response for a project error (503s carry ``Retry-After``)."""
+    response = error_response(error.status_code, error.error_type, error.message, request_id)
+    if error.status_code == 503:
+        response.headers["retry-after"] = "1"
+    if error.status_code == 401:
+        response.headers["www-authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """Turn FastAPI validation errors into 400s naming the field."""
+    request.state.error_type = "invalid_request_error"
+    return error_response(400, "invalid_request_error", describe_validation(exc.errors()), request.state.request_id)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Routing errors (404 unknown path, 405 wrong method) in the project's JSON error shape."""
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    request.state.error_type = kind
+    message = f"{exc.detail}: {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+    return error_response(exc.status_code, kind, message, request.state.request_id)
+
+
+def describe_validation(errors: list) -> str:
+    """One readable line per invalid field (``field 'input': String should have at most 4096 characters``)."""
+    parts = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        field = ".".join(loc) or "body"
+        parts.append(f"field '{field}': {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+@api.middleware("http")
+async def request_context(request: Request, call_next):
+    """Request id, API-key check, project errors as JSON, and request metrics."""
+    from serve_app.metrics import record_request
+
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request.state.request_id = request_id
+    started = time.perf_counter()
+    error_type = None
+    try:
+        check_api_key(request)
+        response = await call_next(request)
+        error_type = getattr(request.state, "error_type", None)  # set by the exception handlers above
+    except Exception as exc:  # every error leaves as JSON, never as a traceback
+        error = as_voice_error(exc)
+        if error is None:
+            log.exception("request %s failed", request_id)
+            response = error_response(500, "internal_error", "internal error; see the service log", request_id)
+            error_type = "internal_error"
+        else:
+            response = voice_error_response(error, request_id)
+            error_type = error.error_type
+    route = request.scope.get("route")
+    record_request(getattr(route, "path", "unmatched"), response.status_code, time.perf_counter() - started, error_type)
+    return response
+
+
+def check_api_key(request: Request) -> None:
+    """Raise UnauthorizedError unless the request carries one of the configured keys (or keys are off)."""
+    settings: Settings = ctx().settings
+    if not settings.api_keys or request.url.path.startswith(PUBLIC_PATHS):
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        for key in settings.api_keys:
+            if hmac.compare_digest(token.encode(), key.get_secret_value().encode()):
+                return
+    raise UnauthorizedError("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    """FastAPI routes in front of the TTS deployment."""
+    """FastAPI routes in front of the TTS deployment; holds only handles and settings."""
 
-    def __init__(self, tts: DeploymentHandle) -> None:
-        self._tts = tts
-
-    @api.get("/health")
-    async def health(self) -> dict[str, str]:
-        """Liveness: the ingress answers."""
-        return {"status": "ok"}
-
-    @api.get("/health/engines")
-    async def engines(self) -> dict[str, object]:
-        """Per model deployment: status, device, sample rate, languages, loaded model."""
-        return {"TTSDeployment": await self._tts.info.remote()}
+    def __init__(self, tts: DeploymentHandle, settings: Settings, runner: DeploymentHandle | None = None) -> None:
+        set_context(IngressContext(tts=tts, settings=settings, runner=runner))

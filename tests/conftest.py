@@ -57,3 +57,29 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 def storage(settings: Settings) -> Storage:
     """The storage layout under the private root, areas created."""
     return Storage.from_settings(settings).ensure()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (4 logical CPUs, private temp dir, no dashboard UI).
+
+    Yields:
+        The metrics export port of the node (Prometheus text at ``http://127.0.0.1:<port>/metrics``).
+    """
+    import os
+    import tempfile
+
+    import ray
+
+    from tests.helpers import free_port
+
+    temp_dir = tempfile.mkdtemp(prefix="avs-ray-", dir="/tmp")  # short: Ray's socket paths are length-limited
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.environ.pop("RAY_ADDRESS", None)
+    metrics_port = free_port()
+    ray.init(num_cpus=4, include_dashboard=False, _metrics_export_port=metrics_port, log_to_driver=False)
+    try:
+        yield metrics_port
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

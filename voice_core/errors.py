@@ -41,11 +41,39 @@ class InvalidInputError(VoiceError, ValueError):
     error_type = "invalid_request_error"
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """An upload is larger than the configured limit."""
+
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+class UnauthorizedError(VoiceError, PermissionError):
+    """A request lacks a valid API key."""
+
+    status_code = 401
+    error_type = "unauthorized"
+
+
+class OverloadedError(VoiceError, RuntimeError):
+    """The service's queues are full; the caller should retry later."""
+
+    status_code = 503
+    error_type = "overloaded"
+
+
 class NotFoundError(VoiceError, LookupError):
     """A requested object (model, voice, job, dataset, run) does not exist."""
 
     status_code = 404
     error_type = "not_found"
+
+
+class ConflictError(VoiceError, RuntimeError):
+    """The request conflicts with the object's current state (a job's audio before the job finished)."""
+
+    status_code = 409
+    error_type = "conflict"
 
 
 class AudioDecodeError(InvalidInputError):

@@ -7,6 +7,7 @@ README table from these descriptions.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,6 +26,22 @@ XTTS_RELEASE_FILES: tuple[str, ...] = (
     "dvae.pth",
     "mel_stats.pth",
 )
+
+
+# OpenAI voice names mapped to built-in XTTS-v2 speakers (all present in the release's speakers_xtts.pth).
+OPENAI_VOICES: dict[str, str] = {
+    "alloy": "Claribel Dervla",
+    "ash": "Andrew Chipper",
+    "ballad": "Badr Odhiambo",
+    "coral": "Daisy Studious",
+    "echo": "Dionisio Schuyler",
+    "fable": "Gracie Wise",
+    "onyx": "Damien Black",
+    "nova": "Ana Florence",
+    "sage": "Tammie Ema",
+    "shimmer": "Alison Dietlinde",
+    "verse": "Viktor Eka",
+}
 
 
 def _split_csv(value: object) -> object:
@@ -100,6 +117,46 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the project's loggers."
     )
+    default_language: str = Field(default="en", description="Language used when a request names none.")
+    default_voice: str = Field(
+        default="Claribel Dervla", description="Built-in speaker used when a request names no voice."
+    )
+    openai_voices: dict[str, str] = Field(
+        default_factory=lambda: dict(OPENAI_VOICES),
+        description="JSON object mapping OpenAI voice names (`alloy`, `nova`, ...) to built-in XTTS speakers.",
+    )
+    openai_stream_unit: Literal["pieces", "tokens"] = Field(
+        default="pieces",
+        description="How `/v1/audio/speech` streams: `pieces` sends each sentence-sized piece as soon as it is "
+        "synthesised (full throughput), `tokens` sends audio every few GPT tokens (earliest first byte, about "
+        "2.5x the compute). Per request: the `stream_unit` extension field.",
+    )
+    max_upload_bytes: int = Field(
+        default=20_000_000, gt=0, description="Largest accepted upload (reference audio, SRT) in bytes."
+    )
+    max_reference_seconds: float = Field(
+        default=30.0, gt=0, description="Longest accepted reference recording, in seconds per file."
+    )
+    min_reference_seconds: float = Field(
+        default=1.0, ge=0, description="Shortest accepted reference recording, in seconds per file."
+    )
+    max_reference_files: int = Field(default=5, ge=1, description="Most reference files per voice or request.")
+    max_job_chars: int = Field(
+        default=100_000, gt=0, description="Most characters of text (or of SRT cue text) one synthesis job accepts."
+    )
+    srt_max_stretch: float = Field(
+        default=1.3,
+        ge=1.0,
+        le=4.0,
+        description="Largest speed-up (pitch kept) applied to an SRT cue's speech to fit its time slot; speech "
+        "still too long is kept, overlapping the next cue, and the job reports a warning.",
+    )
+    job_retry_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a job keeps retrying a unit while the TTS deployment is unavailable (replica "
+        "died, restarting, queue full) before the job fails; finished units are kept.",
+    )
 
     @field_validator("allowed_mounts", "api_keys", mode="before")
     @classmethod
@@ -171,7 +228,8 @@ def settings_table() -> str:
     rows = ["| variable | default | description |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         if field.default_factory is not None:
-            default = "(empty)"
+            value = field.default_factory()  # type: ignore[call-arg]
+            default = f"`{json.dumps(value, separators=(',', ':'))}`" if value else "(empty)"
         elif field.default is None:
             default = "(unset)"
         else:

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voice_core.manifest import write_manifest
+from voice_core.settings import OPENAI_VOICES
 from voice_core.storage import atomic_write_text, current_umask
 
 TINY_MODEL_ID = "tiny-xtts"
 TINY_LANGUAGES: tuple[str, ...] = ("en", "pt", "es", "fr", "de", "it")
-TINY_SPEAKERS: tuple[str, ...] = ("Claribel Dervla", "Ana Florence")
+# The speakers the default OpenAI voice names map to, so every OpenAI voice works on the tiny model too.
+TINY_SPEAKERS: tuple[str, ...] = tuple(OPENAI_VOICES.values())
 SPECIAL_TOKENS: tuple[str, ...] = ("[STOP]", "[UNK]", "[SPACE]", "[START]")
 
 # Text the BPE vocabulary is trained on: enough English and Portuguese to give real merges.

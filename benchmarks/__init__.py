@@ -1,0 +1,14 @@
+"""Benchmarks of the voice service: scripts that print a table and write JSON.
+
+Run all or some with ``python -m benchmarks [--quick] [names...]``, or one alone with
+``python -m benchmarks.<name> [--quick]``. Results go to ``benchmarks/results/`` (git-ignored).
+"""
+
+# name -> what it measures; each is the module benchmarks.<name> with run(out_dir, quick) -> dict.
+BENCHMARKS: dict[str, str] = {
+    "serving_overhead": "latency HTTP + Serve add to one synthesis, vs the engine in-process",
+    "streaming_ttfb": "time to first audio byte vs total time for ~300 characters",
+    "voice_cache": "stored voice (cached latents) vs reference audio uploaded with every request",
+    "throughput": "requests/s and latency with 1, 4 and 16 concurrent clients",
+    "data_prep_throughput": "audio s per wall s: Ray Data pipeline vs a sequential loop",
+}

@@ -1,0 +1,195 @@
+"""``python -m data_prep build``: parse the command line, call :func:`build_dataset`, print a summary.
+
+Exit status: 0 when the dataset holds at least one clip, 1 when nothing usable was produced, 2 when
+the options or inputs are invalid. Works the same locally (a local Ray is started) and under
+``ray job submit -- python -m data_prep build ...`` (``RAY_ADDRESS`` is set: the job joins it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_prep.config import AUTO_LANGUAGE, SUPPORTED_LANGUAGES, BuildConfig, replace_options
+from data_prep.records import BuildReport
+from voice_core.errors import ConfigError, InvalidInputError, ModelError
+
+# flag -> (section, field); values are parsed by the flag's type.
+_FLAGS: dict[str, tuple[str, str, Any, str]] = {
+    "--min-clip-s": ("segment", "min_clip_s", float, "shortest clip in seconds (default 1.0)"),
+    "--max-clip-s": ("segment", "max_clip_s", float, "longest clip in seconds (default 11.6)"),
+    "--pad-ms": ("segment", "pad_ms", int, "silence kept around the speech of a clip (default 150)"),
+    "--beam-size": ("transcribe", "beam_size", int, "decoder beam width (default 5)"),
+    "--device": ("transcribe", "device", str, "auto, cpu or cuda (default auto: CUDA when the cluster has GPUs)"),
+    "--eval-fraction": ("export", "eval_fraction", float, "share of the evaluation split (default 0.1)"),
+    "--min-snr-db": ("filters", "min_snr_db", None, "lowest estimated SNR in dB, or 'none' (default 15)"),
+    "--min-speaker-similarity": (
+        "filters",
+        "min_speaker_similarity",
+        None,
+        "lowest cosine similarity to the main speaker, or 'none' to skip the check (default 0.8)",
+    ),
+    "--segment-num-cpus": ("resources", "segment_num_cpus", float, "CPUs per decode/VAD actor (default 0.5)"),
+    "--transcribe-num-cpus": ("resources", "transcribe_num_cpus", float, "CPUs per transcriber actor (default 1)"),
+    "--transcribe-num-gpus": ("resources", "transcribe_num_gpus", float, "GPUs per transcriber (default: 1 if any)"),
+    "--transcribe-pool-size": ("resources", "transcribe_pool_size", int, "number of transcriber actors (default 1)"),
+    "--batch-size": ("resources", "transcribe_batch_size", int, "clips per transcriber call (default 4)"),
+    "--analyze-num-cpus": ("resources", "analyze_num_cpus", float, "CPUs per analysis actor (default 0.5)"),
+    "--local-num-cpus": ("resources", "local_num_cpus", int, "CPUs of the local Ray when no cluster is set"),
+}
+
+
+def _value(text: str) -> Any:
+    """Parse an option value: none/null, true/false, JSON numbers and lists, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m data_prep``."""
+    main = argparse.ArgumentParser(prog="python -m data_prep", description="Build XTTS fine-tuning datasets.")
+    commands = main.add_subparsers(dest="command", required=True)
+    build = commands.add_parser(
+        "build",
+        help="turn recordings of one speaker into an LJSpeech-style dataset",
+        description="Turn recordings of one speaker into an LJSpeech-style dataset (wavs/, metadata.csv, "
+        "train/eval splits, manifest.json). Running again on the same directory skips finished recordings.",
+    )
+    build.add_argument(
+        "--input",
+        "-i",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="DIR_FILE_GLOB_OR_URL",
+        help="recordings: directories, files, globs (quote them) or URLs (URLs need yt-dlp)",
+    )
+    where = build.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", "-o", type=Path, metavar="DATASET_DIR", help="dataset directory")
+    where.add_argument("--name", metavar="NAME", help="dataset name under <storage_root>/datasets/")
+    build.add_argument(
+        "--language",
+        "-l",
+        required=True,
+        choices=[*SUPPORTED_LANGUAGES, AUTO_LANGUAGE],
+        help="language spoken (auto: detected; needs a multilingual model)",
+    )
+    build.add_argument("--model", default="tiny.en", help="tiny.en, base, or a local CTranslate2 model directory")
+    for flag, (_, _, kind, text) in _FLAGS.items():
+        build.add_argument(flag, type=kind or _value, default=argparse.SUPPRESS, help=text)
+    build.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="any other option, e.g. filters.min_avg_logprob=-0.8 or segment.split_silence_ms=400 (repeatable)",
+    )
+    build.add_argument("--redo", action="store_true", help="analyse every given recording again")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.add_argument("--json", action="store_true", help="print the manifest as JSON instead of tables")
+    return main
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """Build the validated configuration from parsed arguments.
+
+    Raises:
+        ConfigError: an option is unknown or out of range.
+    """
+    sections: dict[str, dict[str, Any]] = {"transcribe": {"model": args.model, "language": args.language}}
+    for flag, (section, field, _, _) in _FLAGS.items():
+        dest = flag.lstrip("-").replace("-", "_")
+        if hasattr(args, dest):  # absent unless given (SUPPRESS), so 'none' can switch a filter off
+            sections.setdefault(section, {})[field] = getattr(args, dest)
+    for item in args.set:
+        name, sep, raw = item.partition("=")
+        section, dot, field = name.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. filters.min_snr_db=10")
+        sections.setdefault(section, {})[field] = _value(raw)
+    return replace_options(BuildConfig(), **sections).validate()
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(col), *(len(row[i]) for row in cells)) if cells else len(col) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.ljust(w) for col, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def summary(report: BuildReport) -> str:
+    """The end-of-run summary: a table of sources, then the dataset's numbers."""
+    rows = [
+        (s.source_id, s.status, f"{s.duration_s:.1f}", s.clips, s.kept, _shorten(s.reason, 80)) for s in report.sources
+    ]
+    rejected = ", ".join(f"{reason} {count}" for reason, count in report.rejected_by_reason.items()) or "none"
+    lines = [
+        "",
+        _table(["source", "status", "audio s", "clips", "kept", "reason"], rows),
+        "",
+        _table(
+            ["dataset", report.output_dir],
+            [
+                ("clips kept", f"{report.kept} of {report.clips} (train {report.train}, eval {report.eval})"),
+                ("audio kept", f"{report.kept_duration_s:.1f} s of {report.total_duration_s:.1f} s"),
+                ("rejected", rejected),
+                ("language", report.language),
+                ("model", f"{report.model.get('requested')} ({report.model.get('path')})"),
+                ("time", f"{report.timings_s.get('total', 0.0):.1f} s"),
+            ],
+        ),
+    ]
+    lines += [f"note: {note}" for note in report.notes]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from data_prep.pipeline import build_dataset
+    from voice_core.settings import Settings
+    from voice_core.storage import Storage
+
+    try:
+        config = config_from_args(args)
+        settings = Settings.load()
+        output = args.output
+        if output is None:
+            output = Storage.from_settings(settings).ensure().dataset_dir(args.name)
+        report = build_dataset(
+            args.input,
+            output,
+            config,
+            cache_dir=settings.storage_root / "cache",
+            ray_address=settings.ray_address,
+            progress=not args.no_progress,
+            redo=args.redo,
+        )
+    except (ConfigError, InvalidInputError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else summary(report))
+    if not report.usable:
+        print("error: no usable clips were produced (see the reasons above)", file=sys.stderr)
+        return 1
+    return 0

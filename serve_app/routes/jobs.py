@@ -1,0 +1,198 @@
+"""Synthesis jobs: long text or SRT subtitles rendered in the background, polled, then downloaded.
+
+``POST /jobs`` validates everything it can (text, SRT syntax, profile, format, language, voice),
+writes the job to storage and wakes the :class:`serve_app.job_runner.JobRunner`; the answer is 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.jobs import ACTIVE, CANCELLED, SUCCEEDED, JobStore, new_job_id, new_record
+from serve_app.profiles import ProfileName, resolve_params
+from serve_app.protocol import ResponseFormat
+from serve_app.routes.context import ctx
+from serve_app.routes.uploads import parse_body
+from serve_app.srt import Cue, parse_srt
+from serve_app.text import normalise_language, split_text
+from voice_core.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
+from voice_core.settings import Settings
+from voice_core.storage import Storage
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+# The job is on disk before the runner is woken, so a slow or restarting runner must not hold the
+# answer: it finds the job when it starts and on its periodic scan.
+WAKE_TIMEOUT_S = 5.0
+
+
+class JobRequest(BaseModel):
+    """``POST /jobs`` body (JSON, or the same fields as a multipart form with an ``srt`` file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, description="Text to speak; long text is split into units.")
+    srt: str | None = Field(default=None, description="SubRip subtitles; each cue is spoken in its time slot.")
+    voice: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=16)
+    quality_profile: ProfileName = "balanced"
+    model: str | None = Field(default=None, max_length=128)
+    allow_fallback: bool = False
+    format: ResponseFormat = "wav"
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
+def _store() -> JobStore:
+    return JobStore(Storage.from_settings(ctx().settings))
+
+
+def _runner() -> Any:
+    runner = ctx().runner
+    if runner is None:
+        raise ConfigError("jobs are not available: the application was built without the JobRunner deployment")
+    return runner
+
+
+async def _srt_upload(files: dict, settings: Settings) -> str | None:
+    uploads = files.get("srt", [])
+    if len(uploads) > 1:
+        raise InvalidInputError("send one SRT file in the form field 'srt'")
+    if not uploads:
+        return None
+    data = await uploads[0].read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        limit = settings.max_upload_bytes
+        raise PayloadTooLargeError(f"the SRT file is larger than {limit} bytes (AVS_MAX_UPLOAD_BYTES)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the SRT file is not UTF-8 text (byte {exc.start} is invalid); save it as UTF-8 and send it again"
+        ) from None
+
+
+async def _check_voice(body: JobRequest, settings: Settings) -> tuple[str, str]:
+    """Normalise the language and check the voice against the default model; return (language, model id)."""
+    from serve_app.voices import VoiceStore
+
+    info = await ctx().tts.info.remote()
+    language = normalise_language(body.language or settings.default_language, info["languages"])
+    if body.model in (None, info["default_model"]):
+        name = body.voice or settings.default_voice
+        speaker = settings.openai_voices.get(name, name)
+        stored = VoiceStore(Storage.from_settings(settings)).exists(name)
+        if speaker not in info["model"]["speakers"] and not stored:
+            raise InvalidInputError(
+                f"unknown voice {name!r}: use a built-in speaker of model '{info['default_model']}' or a stored "
+                "voice id (GET /voices)"
+            )
+    return language, info["default_model"]
+
+
+def _units(body: JobRequest, cues: list[Cue] | None, language: str) -> tuple[str, list[dict[str, Any]]]:
+    if cues is not None:
+        units = [{"text": c.text, "cue": c.index, "start_s": c.start_s, "end_s": c.end_s, "line": c.line} for c in cues]
+        return "srt", units
+    pieces = split_text(body.text or "", language, resolve_params(body.quality_profile).split_chars)
+    if not pieces:
+        raise InvalidInputError("text is empty; send at least one word to speak")
+    return "text", [{"text": piece} for piece in pieces]
+
+
+@router.post("/jobs", status_code=202)
+async def create_job(request: Request) -> JSONResponse:
+    """Accept a synthesis job (``text`` or ``srt``: text, or an uploaded file in the form field ``srt``)."""
+    settings = ctx().settings
+    body, files = await parse_body(request, JobRequest, file_fields=("srt",))
+    uploaded = await _srt_upload(files, settings)
+    if uploaded is not None and body.srt is not None:
+        raise InvalidInputError("send the SRT either as the file field 'srt' or as text, not both")
+    srt = uploaded if uploaded is not None else body.srt
+    if (body.text is None) == (srt is None):
+        raise InvalidInputError("send exactly one of 'text' (plain text) or 'srt' (SubRip subtitles)")
+    source = srt if srt is not None else body.text or ""
+    if not source.strip():
+        raise InvalidInputError(f"{'srt' if srt is not None else 'text'} is empty; send something to speak")
+    runner = _runner()
+    cues = parse_srt(srt) if srt is not None else None
+    chars = sum(len(cue.text) for cue in cues) if cues is not None else len(source.strip())
+    if chars > settings.max_job_chars:
+        raise PayloadTooLargeError(
+            f"the job has {chars} characters to speak; at most {settings.max_job_chars} (AVS_MAX_JOB_CHARS): "
+            "split it into several jobs"
+        )
+    language, default_model = await _check_voice(body, settings)
+    kind, units = _units(body, cues, language)
+    record = new_record(
+        new_job_id(),
+        kind,
+        len(units),
+        voice=body.voice,
+        language=language,
+        quality_profile=body.quality_profile,
+        model=body.model,
+        model_requested=body.model or default_model,
+        allow_fallback=body.allow_fallback,
+        format=body.format,
+        seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+        chars=chars,
+    )
+    _store().create(record, units)
+    try:
+        await asyncio.wait_for(_wake(runner), WAKE_TIMEOUT_S)
+    except Exception as exc:  # the job is stored; the runner's next scan picks it up
+        log.warning("job %s stored but the runner was not woken (%s)", record["id"], type(exc).__name__)
+    return JSONResponse(record, status_code=202, headers={"location": f"/jobs/{record['id']}"})
+
+
+async def _wake(runner: Any) -> None:
+    await runner.wake.remote()
+
+
+@router.get("/jobs")
+async def list_jobs(limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
+    """Jobs, newest first."""
+    return {"object": "list", "data": _store().list(limit=limit)}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str) -> dict[str, Any]:
+    """One job's record: status, progress, models, timings, warnings and error."""
+    return _store().load(job_id)
+
+
+@router.get("/jobs/{job_id}/audio")
+async def job_audio(job_id: str) -> FileResponse:
+    """The finished job's audio (409 until the job has succeeded)."""
+    store = _store()
+    record = store.load(job_id)
+    status = record["status"]
+    if status != SUCCEEDED:
+        if status in ACTIVE:
+            detail = f"is {status} ({record['done']}/{record['total']} units done); poll GET /jobs/{job_id} until it"
+            raise ConflictError(f"job {job_id} {detail} has status 'succeeded'")
+        reason = f": {record['error']['message']}" if record.get("error") else ""
+        raise ConflictError(f"job {job_id} {status}{reason}; it has no audio")
+    fmt = record["format"]
+    path = store.result_path(job_id, fmt)
+    if not path.is_file():
+        raise NotFoundError(f"job {job_id} succeeded but its audio file {path.name} is gone from storage")
+    return FileResponse(path, media_type=record["media_type"], filename=f"{job_id}.{fmt}")
+
+
+@router.delete("/jobs/{job_id}")
+async def cancel_job(job_id: str) -> dict[str, Any]:
+    """Cancel a queued or running job (a running one stops before its next unit)."""
+    record = _store().load(job_id)
+    if record["status"] == CANCELLED:
+        return record
+    if record["status"] not in ACTIVE:
+        raise ConflictError(f"job {job_id} already {record['status']}; only queued or running jobs can be cancelled")
+    return await _runner().cancel.remote(job_id)

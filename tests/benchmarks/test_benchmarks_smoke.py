@@ -1,0 +1,47 @@
+"""The benchmark runner end to end on one benchmark in quick mode (a private Ray in a subprocess).
+
+Only the shape of what it writes is checked: tests never judge timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULT_KEYS = {"benchmark", "quick", "started_at", "duration_s", "environment", "config", "metrics", "targets",
+               "tables", "notes"}  # fmt: skip
+TARGET_KEYS = {"name", "value", "target", "unit", "passed", "source"}
+MODEL_KEYS = {"max_audio_tokens", "audio_seconds", "stored_ms", "uploaded_ms", "speedup_p50", "upload_added_ms_p50",
+              "latents_computed_by_stored_requests"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_voice_cache_quick_run_writes_json_and_summary(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_TMPDIR")}
+    command = [sys.executable, "-m", "benchmarks", "voice_cache", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+
+    data = json.loads((tmp_path / "voice_cache.json").read_text(encoding="utf-8"))
+    assert RESULT_KEYS <= data.keys()
+    assert data["benchmark"] == "voice_cache"
+    assert data["quick"] is True
+    assert set(data["metrics"]["models"]) == {"tiny-xtts", "tiny-xtts-short"}
+    for model in data["metrics"]["models"].values():
+        assert MODEL_KEYS <= model.keys()
+        assert model["stored_ms"]["n"] == model["uploaded_ms"]["n"] == data["config"]["rounds"]
+    assert len(data["targets"]) == 2
+    for target in data["targets"]:
+        assert TARGET_KEYS <= target.keys()
+        assert isinstance(target["passed"], bool)
+    assert data["tables"] and data["tables"][0]["rows"]
+
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "## voice_cache" in summary
+    assert "stored-voice speed-up: tiny-xtts-short" in summary

@@ -1,0 +1,99 @@
+"""Options and the command line: validation, parsing and exit statuses (no Ray needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep.cli import config_from_args, main, parser
+from data_prep.config import BuildConfig, ResourceOptions, SegmentOptions, TranscribeOptions, replace_options
+from voice_core.errors import ConfigError
+
+
+def _args(*extra: str) -> BuildConfig:
+    return config_from_args(parser().parse_args(["build", "-i", "x", "-o", "y", *extra]))
+
+
+def test_flags_and_set_reach_the_config() -> None:
+    config = _args(
+        "--language",
+        "pt",
+        "--model",
+        "base",
+        "--max-clip-s",
+        "10",
+        "--min-snr-db",
+        "none",
+        "--transcribe-pool-size",
+        "2",
+        "--set",
+        "filters.min_avg_logprob=-0.8",
+        "--set",
+        "transcribe.temperatures=[0.0, 0.2]",
+        "--set",
+        "filters.reject_duplicates=false",
+    )
+    assert config.transcribe.language == "pt" and config.transcribe.model == "base"
+    assert config.segment.max_clip_s == 10.0
+    assert config.filters.min_snr_db is None and config.filters.min_avg_logprob == -0.8
+    assert config.filters.reject_duplicates is False
+    assert config.transcribe.temperatures == (0.0, 0.2)
+    assert config.resources.transcribe_pool_size == 2
+    assert _args("--language", "en").filters.min_snr_db == 15.0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (BuildConfig(segment=SegmentOptions(min_clip_s=5, max_clip_s=5)), "segment.max_clip_s"),
+        (BuildConfig(transcribe=TranscribeOptions(language="pt")), "English-only"),
+        (BuildConfig(transcribe=TranscribeOptions(language="xx")), "language='xx'"),
+        (BuildConfig(resources=ResourceOptions(transcribe_num_cpus=0)), "transcribe_num_cpus"),
+    ],
+)
+def test_invalid_options_name_the_option(config: BuildConfig, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.validate()
+
+
+def test_unknown_options_are_rejected() -> None:
+    with pytest.raises(ConfigError, match="unknown filters option"):
+        replace_options(BuildConfig(), filters={"min_snr": 3})
+
+
+def test_analysis_key_ignores_filters_and_export() -> None:
+    base = BuildConfig()
+    assert base.analysis_key() == replace_options(base, filters={"min_snr_db": 1.0}).analysis_key()
+    assert base.analysis_key() != replace_options(base, segment={"pad_ms": 100}).analysis_key()
+
+
+def test_invalid_config_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / "ds")
+    assert main(["build", "-i", str(tmp_path), "-o", out, "--language", "pt"]) == 2  # tiny.en is English-only
+    assert "English-only" in capsys.readouterr().err
+    assert main(["build", "-i", str(tmp_path), "-o", out, "-l", "en", "--set", "filters.nope=1"]) == 2
+    assert main(["build", "-i", "https://example.com/v", "-o", out, "-l", "en", "--model", "nowhere"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "-i", str(tmp_path), "-o", out, "--language", "fr"])
+    assert exc.value.code == 2
+
+
+def test_nothing_usable_exits_1_and_reports_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "broken.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    (data / "notes.txt").write_text("text")
+    status = main(["build", "-i", str(data), "-o", str(tmp_path / "ds"), "-l", "en", "--no-progress"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "no usable clips" in captured.err
+    assert "broken" in captured.out and "unsupported" in captured.out
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["kept"] == 0
+    assert {s["source_id"]: s["status"] for s in manifest["sources"]} == {"broken": "error", "notes": "unsupported"}
+    assert (tmp_path / "ds" / "metadata.csv").read_text() == ""
