@@ -3,6 +3,9 @@
 Exit status: 0 when the dataset holds at least one clip, 1 when nothing usable was produced, 2 when
 the options or inputs are invalid. Works the same locally (a local Ray is started) and under
 ``ray job submit -- python -m data_prep build ...`` (``RAY_ADDRESS`` is set: the job joins it).
+
+While it runs, the build's state is kept in ``progress.json`` in the dataset directory (see
+:class:`ProgressFile`), so whoever started it (the HTTP API, a person) can follow it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -162,6 +166,44 @@ def summary(report: BuildReport) -> str:
     return "\n".join(lines)
 
 
+class ProgressFile:
+    """``progress.json`` of a build, rewritten atomically at each step.
+
+    Fields: ``stage`` (``starting``, ``analysis``, ``filter``, ``export``, then ``done`` or
+    ``failed``), ``sources_total``, ``sources_done``, ``clips`` (analysed), ``clips_kept``, ``error``
+    (why a failed build failed), ``exit_status``, ``started_at`` and ``updated_at`` (Unix seconds).
+    """
+
+    NAME = "progress.json"
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = Path(output_dir) / self.NAME
+        now = round(time.time(), 3)
+        self.state: dict[str, Any] = {
+            "stage": "starting",
+            "sources_total": None,
+            "sources_done": 0,
+            "clips": 0,
+            "clips_kept": None,
+            "error": None,
+            "exit_status": None,
+            "started_at": now,
+            "updated_at": now,
+        }
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Merge ``changes`` into the state and rewrite the file."""
+        from voice_core.storage import atomic_write_json
+
+        self.state.update(changes, updated_at=round(time.time(), 3))
+        atomic_write_json(self.path, self.state)
+
+    def finish(self, exit_status: int, error: str | None = None, **changes: Any) -> None:
+        """Record the end of the build (``done`` for exit status 0, else ``failed``)."""
+        stage = "done" if exit_status == 0 else "failed"
+        self.update({"stage": stage, "exit_status": exit_status, "error": error, **changes})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
@@ -170,12 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from voice_core.settings import Settings
     from voice_core.storage import Storage
 
+    tracker: ProgressFile | None = None
     try:
         config = config_from_args(args)
         settings = Settings.load()
         output = args.output
         if output is None:
             output = Storage.from_settings(settings).ensure().dataset_dir(args.name)
+        tracker = ProgressFile(output)
+        tracker.update({})
         report = build_dataset(
             args.input,
             output,
@@ -184,12 +229,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ray_address=settings.ray_address,
             progress=not args.no_progress,
             redo=args.redo,
+            on_progress=tracker.update,
         )
     except (ConfigError, InvalidInputError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if tracker is not None:
+            tracker.finish(2, str(exc))
         return 2
+    except BaseException as exc:
+        if tracker is not None:
+            tracker.finish(1, f"the build stopped unexpectedly ({type(exc).__name__}: {exc})")
+        raise
     print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else summary(report))
+    counts = {"clips": report.clips, "clips_kept": report.kept}
     if not report.usable:
-        print("error: no usable clips were produced (see the reasons above)", file=sys.stderr)
+        message = "no usable clips were produced (see the reasons above)"
+        print(f"error: {message}", file=sys.stderr)
+        tracker.finish(1, message.replace("above", "in manifest.json"), **counts)
         return 1
+    tracker.finish(0, **counts)
     return 0

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ from voice_core.errors import ConfigError
 log = logging.getLogger("data_prep")
 
 STAGE_TIMES = ("time_decode_s", "time_vad_s", "time_transcribe_s", "time_analyze_s")
+
+# Receives the build's state as it moves on: ``stage`` (analysis, filter, export), ``sources_total``,
+# ``sources_done``, ``clips`` (analysed so far) and, from the export on, ``clips_kept``.
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 def ensure_ray(resources: ResourceOptions, ray_address: str | None = None) -> bool:
@@ -179,8 +183,12 @@ def _analyse(
     config: BuildConfig,
     output_dir: Path,
     progress: bool,
+    on_source: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, tuple[SourceRecord, list[ClipRecord]]], dict[str, float]]:
-    """Analyse sources, saving each one (records, then marker) as soon as its last clip arrives."""
+    """Analyse sources, saving each one (records, then marker) as soon as its last clip arrives.
+
+    ``on_source(sources_done, clips)`` is called after each source is saved.
+    """
     from tqdm import tqdm
 
     placement = _placement(config)
@@ -222,6 +230,8 @@ def _analyse(
             if record.status != FAILED:
                 export.save_source(output_dir, record, clips, key)
             done[source.source_id] = (record, clips)
+            if on_source is not None:
+                on_source(len(done), sum(len(source_clips) for _, source_clips in done.values()))
             bar.update(min(max(0.0, source.duration_s - shown.get(source.source_id, 0.0)), bar.total - bar.n))
             bar.set_postfix(sources=f"{len(done)}/{len(sources)}")
     timings = {name.removeprefix("time_").removesuffix("_s") + "_busy": value for name, value in busy.items()}
@@ -244,6 +254,7 @@ def build_dataset(
     ray_address: str | None = None,
     progress: bool = True,
     redo: bool = False,
+    on_progress: ProgressCallback | None = None,
 ) -> BuildReport:
     """Build (or extend) an LJSpeech-style dataset from recordings of one speaker.
 
@@ -256,6 +267,8 @@ def build_dataset(
         ray_address: cluster to join when Ray is not running and ``RAY_ADDRESS`` is unset.
         progress: show a progress bar.
         redo: analyse every given source again, even those with a matching ``.completed`` marker.
+        on_progress: called with the build's state at each stage and after each analysed source
+            (see :data:`ProgressCallback`).
 
     Returns:
         The report, also written as ``manifest.json``.
@@ -294,13 +307,28 @@ def build_dataset(
         notes.append(f"sources analysed with other segmentation/transcription options kept as they are: {stale}")
     timings["ingest"] = time.perf_counter() - started
 
+    def notify(stage: str, **state: Any) -> None:
+        if on_progress is not None:
+            on_progress({"stage": stage, "sources_total": len(sources), **state})
+
+    todo_ids = {s.source_id for s in todo}
+    skipped = len(sources) - len(todo)
+    earlier_clips = sum(len(done.clips) for sid, done in completed.items() if sid not in todo_ids)
     started_ray = False
     new: dict[str, tuple[SourceRecord, list[ClipRecord]]] = {}
     try:
         if todo:
+            notify("analysis", sources_done=skipped, clips=earlier_clips)
             started_ray = ensure_ray(config.resources, ray_address)
             phase = time.perf_counter()
-            new, busy = _analyse(todo, model, config, out, progress)
+            new, busy = _analyse(
+                todo,
+                model,
+                config,
+                out,
+                progress,
+                lambda done, found: notify("analysis", sources_done=skipped + done, clips=earlier_clips + found),
+            )
             timings["analysis"] = time.perf_counter() - phase
             timings.update(busy)
         records: dict[str, SourceRecord] = {}
@@ -319,6 +347,7 @@ def build_dataset(
             records[sid] = record
             clips.extend(source_clips)
 
+        notify("filter", sources_done=len(sources), clips=len(clips))
         phase = time.perf_counter()
         language = _dataset_language(config, clips)
         if not supported(language):
@@ -332,6 +361,7 @@ def build_dataset(
 
         phase = time.perf_counter()
         kept = [clip for clip in clips if clip.kept]
+        notify("export", sources_done=len(sources), clips=len(clips), clips_kept=len(kept))
         previous = _previous_sample_rate(out)
         if kept and not started_ray:
             started_ray = ensure_ray(config.resources, ray_address)

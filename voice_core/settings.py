@@ -151,6 +151,28 @@ class Settings(BaseSettings):
         description="Largest speed-up (pitch kept) applied to an SRT cue's speech to fit its time slot; speech "
         "still too long is kept, overlapping the next cue, and the job reports a warning.",
     )
+    dashboard_address: str | None = Field(
+        default=None,
+        description="Ray dashboard (Jobs API) that dataset builds are submitted to, e.g. `http://head:8265`. "
+        "Unset: the dashboard of the cluster the service runs on; where there is none (the embedded default "
+        "starts Ray without it), builds run as a detached Ray actor instead.",
+    )
+    dataset_build_cpus: float = Field(
+        default=1.0,
+        gt=0,
+        description="CPUs an API-started dataset build reserves for its Ray Data stages: a quarter each for "
+        "decode/VAD and analysis, half for the transcriber (its threads: at least 1); cutting tasks take a "
+        "quarter each. Fractions keep builds from waiting forever next to the service's replicas.",
+    )
+    dataset_whisper_model: str | None = Field(
+        default=None,
+        description="Whisper model of API-started dataset builds when the request names none: `tiny.en`, "
+        "`base` or a local CTranslate2 directory. Unset: `tiny.en` for English, `base` otherwise.",
+    )
+    max_dataset_files: int = Field(default=200, ge=1, description="Most recordings one `POST /datasets` accepts.")
+    max_dataset_file_bytes: int = Field(
+        default=500_000_000, gt=0, description="Largest recording `POST /datasets` accepts, in bytes per file."
+    )
     job_retry_seconds: float = Field(
         default=600.0,
         gt=0,

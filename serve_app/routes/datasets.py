@@ -1,0 +1,207 @@
+"""Datasets: build an XTTS fine-tuning dataset from recordings, follow the build, browse its clips.
+
+``POST /datasets`` stores uploaded recordings (or names a folder already under
+``storage/recordings/``), checks the options as the data_prep CLI will, and starts
+``python -m data_prep build`` as a Ray Job (or, without a Jobs API, as a detached Ray actor); the
+answer is 202. The logic lives in :mod:`serve_app.datasets` and :mod:`serve_app.dataset_builds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve_app import dataset_builds
+from serve_app.datasets import BUILDING, BuildOptions, DatasetStore, check_options
+from serve_app.routes.context import ctx
+from voice_core.errors import ConflictError, InvalidInputError, PayloadTooLargeError
+from voice_core.settings import Settings
+from voice_core.storage import Storage
+
+router = APIRouter()
+# Room for the form's text fields and part headers on top of the files themselves.
+FORM_OVERHEAD_BYTES = 1_000_000
+REQUEST_MODELS = ("tiny.en", "base")
+_locks: dict[str, asyncio.Lock] = {}
+
+
+class DatasetRequest(BaseModel):
+    """``POST /datasets``: JSON naming a ``source`` folder, or a multipart form with ``files``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Dataset name: its folder under storage/datasets/.")
+    language: Literal["en", "pt", "auto"] = Field(description="Language spoken in the recordings.")
+    source: str | None = Field(
+        default=None, description="JSON only: a folder under storage/recordings/ holding the recordings."
+    )
+    whisper_model: Literal["tiny.en", "base"] | None = Field(
+        default=None, description="Transcriber; default AVS_DATASET_WHISPER_MODEL, else tiny.en (en) or base."
+    )
+    min_clip_s: float | None = Field(default=None, gt=0, le=11.6, description="Shortest clip kept, seconds.")
+    max_clip_s: float | None = Field(default=None, gt=0, le=11.6, description="Longest clip, seconds (XTTS: 11.6).")
+
+    def options(self, settings: Settings) -> BuildOptions:
+        """The effective build options (defaults filled in)."""
+        model = self.whisper_model or settings.dataset_whisper_model or ("tiny.en" if self.language == "en" else "base")
+        values: dict[str, Any] = {"language": self.language, "whisper_model": model}
+        if self.min_clip_s is not None:
+            values["min_clip_s"] = self.min_clip_s
+        if self.max_clip_s is not None:
+            values["max_clip_s"] = self.max_clip_s
+        return BuildOptions(**values)
+
+
+def _store() -> DatasetStore:
+    return DatasetStore(Storage.from_settings(ctx().settings))
+
+
+def _validated(data: Any) -> DatasetRequest:
+    try:
+        return DatasetRequest.model_validate(data)
+    except ValidationError as exc:
+        from serve_app.ingress import describe_validation
+
+        raise InvalidInputError(describe_validation(exc.errors())) from None
+
+
+async def _read_request(request: Request, settings: Settings) -> tuple[DatasetRequest, list[UploadFile]]:
+    """Parse JSON or a form; enforce the upload count and size limits before anything is stored."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        try:
+            data = json.loads(await request.body() or b"null")
+        except ValueError as exc:
+            raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object or a multipart form") from None
+        if not isinstance(data, dict):
+            raise InvalidInputError("body must be a JSON object")
+        return _validated(data), []
+    limit = settings.max_dataset_files * settings.max_dataset_file_bytes + FORM_OVERHEAD_BYTES
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise PayloadTooLargeError(
+            f"request body is {declared} bytes; at most {settings.max_dataset_files} files of "
+            f"{settings.max_dataset_file_bytes} bytes each (AVS_MAX_DATASET_FILES, AVS_MAX_DATASET_FILE_BYTES)"
+        )
+    try:
+        form = await request.form(max_files=settings.max_dataset_files + 1, max_fields=50)
+    except StarletteHTTPException as exc:
+        if "Too many files" in str(exc.detail):
+            raise PayloadTooLargeError(
+                f"field 'files': at most {settings.max_dataset_files} recordings per request (AVS_MAX_DATASET_FILES)"
+            ) from None
+        raise InvalidInputError(f"the multipart form could not be read: {exc.detail}") from None
+    fields: dict[str, Any] = {}
+    files: list[UploadFile] = []
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields[key] = value or None
+        elif key == "files":
+            files.append(value)
+        else:
+            raise InvalidInputError(f"unexpected file field '{key}'; send recordings in the field 'files'")
+    body = _validated(fields)
+    if body.source is not None:
+        raise InvalidInputError("field 'source': only JSON requests name a source folder; a form sends 'files'")
+    if len(files) > settings.max_dataset_files:
+        raise PayloadTooLargeError(
+            f"field 'files': {len(files)} recordings sent; at most {settings.max_dataset_files} (AVS_MAX_DATASET_FILES)"
+        )
+    for upload in files:
+        if upload.size is not None and upload.size > settings.max_dataset_file_bytes:
+            raise PayloadTooLargeError(
+                f"field 'files': {upload.filename!r} is {upload.size} bytes; at most "
+                f"{settings.max_dataset_file_bytes} (AVS_MAX_DATASET_FILE_BYTES)"
+            )
+    return body, files
+
+
+@router.post("/datasets", status_code=202)
+async def create_dataset(request: Request) -> JSONResponse:
+    """Start building (or extending) a dataset from uploaded recordings or a folder on shared storage."""
+    settings = ctx().settings
+    store = _store()
+    body, files = await _read_request(request, settings)
+    store.dataset_dir(body.name)
+    options = body.options(settings)
+    check_options(options, settings.dataset_build_cpus)
+    if files:
+        source = body.name
+        store.recordings_dir(source, "name")
+    elif body.source is not None:
+        source = body.source
+        if not store.recordings_dir(source).is_dir():
+            raise InvalidInputError(
+                f"field 'source': no folder {source!r} under storage/recordings/; upload the recordings in "
+                "'files' instead, or copy them there first"
+            )
+    else:
+        raise InvalidInputError(
+            "no recordings: send them in the multipart field 'files', or JSON with 'source' naming a folder under "
+            "storage/recordings/"
+        )
+    async with _locks.setdefault(body.name, asyncio.Lock()):
+        previous = store.load_record(body.name)
+        if previous is not None:
+            previous = await asyncio.to_thread(dataset_builds.refresh, store, previous, settings)
+            if previous["status"] == BUILDING:
+                raise ConflictError(
+                    f"dataset {body.name!r} is being built (job {previous['job_id']}); wait until GET "
+                    f"/datasets/{body.name} says ready or failed, then send again to add recordings"
+                )
+        stored = store.stored_options(body.name, previous)
+        if stored is not None and (changed := options.differences(stored)):
+            raise ConflictError(
+                f"dataset {body.name!r} exists with other options ({'; '.join(changed)}); use another name, or "
+                "the same options to add recordings to it"
+            )
+        if files:
+            uploads = [(upload.filename or "", upload.file) for upload in files]
+            await asyncio.to_thread(store.save_uploads, body.name, uploads, settings.max_dataset_file_bytes)
+        record = await asyncio.to_thread(dataset_builds.submit, store, body.name, options, source, previous, settings)
+    answer = {key: record[key] for key in ("name", "status", "job_id", "runner", "runner_reason", "options", "source")}
+    answer["appended"] = stored is not None
+    return JSONResponse(answer, status_code=202, headers={"location": f"/datasets/{body.name}"})
+
+
+@router.get("/datasets")
+async def list_datasets() -> dict[str, Any]:
+    """Datasets under storage/datasets with status, clip counts and kept duration."""
+    settings = ctx().settings
+    store = _store()
+
+    def collect() -> list[dict[str, Any]]:
+        return [dataset_builds.describe(store, name, settings) for name in store.names()]
+
+    return {"object": "list", "data": await asyncio.to_thread(collect)}
+
+
+@router.get("/datasets/{name}")
+async def get_dataset(name: str) -> dict[str, Any]:
+    """One dataset: status, manifest summary, build progress, runner state and the end of the build log."""
+    settings = ctx().settings
+    return await asyncio.to_thread(dataset_builds.describe, _store(), name, settings, True)
+
+
+@router.get("/datasets/{name}/clips")
+async def list_clips(
+    name: str,
+    limit: int = Query(default=20, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    """Kept clips (id, text, normalized text, duration, audio URL), sorted by id."""
+    total, page = await asyncio.to_thread(_store().clips, name, limit, offset)
+    return {"object": "list", "total": total, "offset": offset, "data": page}
+
+
+@router.get("/datasets/{name}/clips/{clip_id}/audio")
+async def clip_audio(name: str, clip_id: str) -> FileResponse:
+    """A kept clip's WAV (mono PCM16 at the dataset's sample rate, 22.05 kHz by default)."""
+    path = _store().clip_path(name, clip_id)
+    return FileResponse(path, media_type="audio/wav", filename=f"{clip_id}.wav")
