@@ -9,7 +9,6 @@ answer is 202. The logic lives in :mod:`serve_app.datasets` and :mod:`serve_app.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, UploadFile
@@ -20,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serve_app import dataset_builds
 from serve_app.datasets import BUILDING, BuildOptions, DatasetStore, check_options
 from serve_app.routes.context import ctx
+from serve_app.routes.uploads import read_json_object
 from voice_core.errors import ConflictError, InvalidInputError, PayloadTooLargeError
 from voice_core.settings import Settings
 from voice_core.storage import Storage
@@ -75,13 +75,7 @@ async def _read_request(request: Request, settings: Settings) -> tuple[DatasetRe
     """Parse JSON or a form; enforce the upload count and size limits before anything is stored."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        try:
-            data = json.loads(await request.body() or b"null")
-        except ValueError as exc:
-            raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object or a multipart form") from None
-        if not isinstance(data, dict):
-            raise InvalidInputError("body must be a JSON object")
-        return _validated(data), []
+        return _validated(await read_json_object(request)), []
     limit = settings.max_dataset_files * settings.max_dataset_file_bytes + FORM_OVERHEAD_BYTES
     declared = int(request.headers.get("content-length") or 0)
     if declared > limit:

@@ -48,18 +48,28 @@ async def parse_body(request: Request, model: type[Model], file_fields: tuple[st
                 )
         data: Any = {k: (None if v == "" else v) for k, v in fields.items()}
     else:
-        try:
-            data = json.loads(await request.body() or b"null")
-        except ValueError as exc:
-            raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object or a multipart form") from None
-        if not isinstance(data, dict):
-            raise InvalidInputError("body must be a JSON object")
+        data = await read_json_object(request)
     try:
         return model.model_validate(data), files
     except ValidationError as exc:
         from serve_app.ingress import describe_validation
 
         raise InvalidInputError(describe_validation(exc.errors())) from None
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """Read the body as a JSON object.
+
+    Raises:
+        InvalidInputError: the body is not valid JSON or not an object.
+    """
+    try:
+        data = json.loads(await request.body() or b"null")
+    except ValueError as exc:
+        raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object or a multipart form") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("body must be a JSON object")
+    return data
 
 
 async def read_references(uploads: list[UploadFile], settings: Settings) -> list[np.ndarray]:
