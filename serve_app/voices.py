@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,7 @@ import numpy as np
 
 from voice_core.audio import write_wav
 from voice_core.errors import NotFoundError
-from voice_core.storage import Storage, atomic_write_json, atomic_writer, current_umask, validate_component
+from voice_core.storage import Storage, atomic_directory, atomic_write_json, atomic_writer, validate_component
 
 REFERENCE_RATE = 22050
 LatentsFn = Callable[[list[np.ndarray]], Any]
@@ -53,9 +52,7 @@ class VoiceStore:
             The voice record.
         """
         voice_id = f"voice-{uuid.uuid4().hex[:12]}"
-        self.storage.voices.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{voice_id}.", dir=self.storage.voices))
-        try:
+        with atomic_directory(self.storage.voice_dir(voice_id)) as work:
             refs = []
             (work / "refs").mkdir()
             for index, audio in enumerate(references):
@@ -71,11 +68,6 @@ class VoiceStore:
                 "kind": "stored",
             }
             atomic_write_json(work / "voice.json", record)
-            work.chmod(0o777 & ~current_umask())
-            work.rename(self.storage.voice_dir(voice_id))
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
         return record
 
     def get(self, voice_id: str) -> dict[str, Any]:

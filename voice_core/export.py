@@ -8,7 +8,6 @@ sha256, loads the result once to prove it works, and only then renames it into p
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from voice_core.checkpoints import read_state_dict
 from voice_core.errors import InvalidInputError
 from voice_core.manifest import verify_manifest, write_manifest
-from voice_core.storage import current_umask
+from voice_core.storage import atomic_directory
 from voice_core.xtts_model import validate_model_dir
 
 
@@ -66,9 +65,7 @@ def export_checkpoint(
         raise InvalidInputError(f"{output_dir} exists; choose another model id or pass overwrite")
     base = validate_model_dir(base_model_dir)
     state_dict, notes, _fmt = read_state_dict(checkpoint)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir, replace=True) as work:
         torch.save({"model": state_dict}, work / "model.pth")
         for source in (base.config, base.vocab, base.speakers):
             if source is not None:
@@ -92,12 +89,5 @@ def export_checkpoint(
         problems = verify_manifest(work)
         if problems:
             raise InvalidInputError("export failed its own manifest check: " + "; ".join(problems))
-        work.chmod(0o777 & ~current_umask())
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        work.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     exported = sum(p.stat().st_size for p in output_dir.iterdir() if p.is_file())
     return ExportReport(output_dir, checkpoint.stat().st_size, exported, notes)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -164,6 +165,37 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Build a directory in a hidden temporary sibling and rename it to ``target`` on success.
+
+    Readers never see a half-built directory; on an exception the temporary one is removed and
+    ``target`` is untouched.
+
+    Args:
+        target: the final directory. It may exist only if empty, unless ``replace`` is true.
+        replace: remove an existing ``target`` (and its contents) just before the rename.
+
+    Yields:
+        The temporary directory to fill.
+    """
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield work
+        work.chmod(0o777 & ~current_umask())
+        if final.exists():
+            if replace:
+                shutil.rmtree(final)
+            else:
+                final.rmdir()
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
         raise
 
 

@@ -8,14 +8,12 @@ noise; its ``manifest.json`` says ``"untrained": true`` and everything that show
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from voice_core.manifest import write_manifest
 from voice_core.settings import OPENAI_VOICES
-from voice_core.storage import atomic_write_text, current_umask
+from voice_core.storage import atomic_directory, atomic_write_text
 
 TINY_MODEL_ID = "tiny-xtts"
 TINY_LANGUAGES: tuple[str, ...] = ("en", "pt", "es", "fr", "de", "it")
@@ -116,9 +114,7 @@ def make_tiny_model(output_dir: str | Path, spec: TinyModelSpec | None = None) -
     target = Path(output_dir)
     if target.exists() and any(target.iterdir()):
         raise FileExistsError(f"{target} exists and is not empty; choose another directory or remove it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as work:
         build_vocab(work / "vocab.json", spec.vocab_size)
         config = tiny_config(spec)
         config.save_json(str(work / "config.json"))
@@ -167,13 +163,6 @@ def make_tiny_model(output_dir: str | Path, spec: TinyModelSpec | None = None) -
                 "speakers": list(TINY_SPEAKERS),
             },
         )
-        work.chmod(0o777 & ~current_umask())
-        if target.exists():
-            target.rmdir()
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return target
 
 
