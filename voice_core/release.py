@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from voice_core.errors import DownloadError, LicenseNotAcceptedError, ModelFilesMissingError
 from voice_core.settings import XTTS_RELEASE_FILES, Settings
-from voice_core.storage import Storage, current_umask
+from voice_core.storage import Storage, atomic_writer
 
 RELEASE_MODEL_ID = "xtts-v2"
 LICENSE_URL = "https://coqui.ai/cpml"
@@ -68,19 +64,17 @@ def ensure_release(settings: Settings, storage: Storage, *, progress: bool = Tru
 def _download(url: str, target: Path, *, progress: bool, hint: str) -> None:
     from tqdm import tqdm
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+        with atomic_writer(target) as out, urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0)
             with tqdm(total=total or None, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))
             written = out.tell()
-        if total and written != total:
-            raise DownloadError(f"{url}: got {written} of {total} bytes; try again.\n{hint}")
-        os.chmod(tmp, 0o666 & ~current_umask())
-        shutil.move(tmp, target)
+            if total and written != total:
+                # Raised inside the writer, so the partial file is discarded and the target never appears.
+                raise DownloadError(f"{url}: got {written} of {total} bytes; try again.\n{hint}")
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"could not download {url}: the server answered HTTP {exc.code} {exc.reason}; check "
@@ -89,6 +83,3 @@ def _download(url: str, target: Path, *, progress: bool, hint: str) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadError(f"could not download {url} ({reason}); this machine may be offline.\n{hint}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
