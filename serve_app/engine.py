@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,6 @@ class SynthesisStats:
     audio_seconds: float = 0.0
     first_chunk_s: float | None = None
     total_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class XttsEngine:

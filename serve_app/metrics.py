@@ -51,3 +51,8 @@ def record_synthesis(model: str, audio_seconds: float, synth_seconds: float, fir
         m["first_audio"].observe(first_audio_s)
     if fallback:
         m["fallbacks"].inc()
+
+
+def record_first_audio(seconds: float) -> None:
+    """Record the time from a streamed request's dispatch to its first audio chunk."""
+    metrics()["first_audio"].observe(seconds)

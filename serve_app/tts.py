@@ -20,6 +20,7 @@ from typing import Any
 from ray import serve
 
 from serve_app.engine import SynthesisStats, VoiceLatents, XttsEngine
+from serve_app.metrics import record_synthesis
 from serve_app.profiles import resolve_params
 from serve_app.protocol import SynthesisRequest, SynthesisResult
 from serve_app.voices import VoiceStore
@@ -178,6 +179,8 @@ class TTSDeployment:
             tail = encoder.finish()
             if tail:
                 yield tail
+            # Streams are counted here, where the audio duration is known (the ingress sees only bytes).
+            record_synthesis(result.model_used, stats.audio_seconds, stats.total_s, None, bool(result.fallback_reason))
         finally:
             chunks.close()
 

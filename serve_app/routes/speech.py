@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from serve_app.metrics import record_synthesis
+from serve_app.metrics import record_first_audio, record_synthesis
 from serve_app.protocol import OPENAI_MODEL_ALIASES, SpeechRequest, SynthesisRequest, SynthesisResult, TTSRequest
 from serve_app.routes.context import ctx
 from serve_app.routes.uploads import parse_body, read_references
@@ -37,19 +37,17 @@ def _from_openai(body: SpeechRequest) -> SynthesisRequest:
 
 async def _open_stream(request: Request, synthesis: SynthesisRequest) -> tuple[SynthesisResult, AsyncIterator[bytes]]:
     """Start a streamed synthesis; errors before the first chunk surface here (as HTTP errors)."""
+    started = time.perf_counter()
     generator = ctx().tts.options(stream=True).stream.remote(synthesis)
     meta: SynthesisResult = await generator.__anext__()
-    started = time.perf_counter()
 
     async def chunks() -> AsyncIterator[bytes]:
-        first = None
-        produced = 0
+        first = True
         async for chunk in generator:
-            if first is None:
-                first = time.perf_counter() - started
-            produced += len(chunk)
+            if first:
+                record_first_audio(time.perf_counter() - started)
+                first = False
             yield chunk
-        record_synthesis(meta.model_used, 0.0, 0.0, first, meta.fallback_reason is not None)
 
     return meta, chunks()
 
