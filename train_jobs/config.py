@@ -1,0 +1,139 @@
+"""Options of a fine-tuning run: one pydantic model, checked before any compute starts.
+
+The options split in two: those that define *what* is learned (method, learning rate, LoRA shape,
+epochs, ...) make up the run's identity, saved as ``run.json`` in the run directory; re-running a
+run name with a different identity is refused, with the differing fields named. Resources (workers,
+GPUs, CPUs per worker) are not part of the identity, so a run may resume on another cluster shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voice_core.adapters import DEFAULT_TARGET_MODULES
+from voice_core.errors import InvalidInputError
+from voice_core.storage import validate_component
+
+MethodName = Literal["lora", "full"]
+DEFAULT_TEST_SENTENCES: tuple[str, ...] = ("This is a test of my fine-tuned voice.",)
+# Fields that may change between two launches of one run name.
+RESOURCE_FIELDS: frozenset[str] = frozenset(
+    {"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures", "progress_bar", "storage_root"}
+)
+
+
+class FinetuneConfig(BaseModel):
+    """Everything a fine-tuning run needs; unknown keys are rejected.
+
+    Attributes:
+        dataset: an LJSpeech dataset directory (``metadata_train.csv``/``metadata_eval.csv`` or
+            ``metadata.csv``, ``wavs/``), or a dataset name under ``storage/datasets``.
+        base_model: the model id to fine-tune (a directory under ``storage/models``).
+        method: ``lora`` (peft adapter on the GPT blocks) or ``full`` (the whole GPT trains).
+        run_name: the run directory under ``storage/runs``; the same name resumes.
+        language: the dataset language; None reads it from the dataset's ``manifest.json``.
+        epochs: passes over the training split.
+        batch_size: clips per step per worker.
+        grad_accum_steps: micro-batches per optimizer step.
+        lr: peak learning rate (AdamW, betas 0.9/0.96, weight decay on weights only).
+        weight_decay: AdamW weight decay of weight matrices (not biases, norms, embeddings).
+        warmup_steps: optimizer steps of linear warm-up before the linear decay to zero.
+        max_grad_norm: gradient clipping norm (0 disables clipping).
+        mixed_precision: use autocast (bf16 when supported, else fp16 with a grad scaler) on CUDA;
+            ignored on CPU.
+        checkpoint_every_steps: optimizer steps between checkpoints (one is always written at
+            each epoch end); 0 writes epoch-end checkpoints only.
+        keep_checkpoints: checkpoints kept, by lowest eval loss (the latest is always kept too).
+        lora_rank: LoRA rank.
+        lora_alpha: LoRA alpha (scaling = alpha / rank).
+        lora_dropout: LoRA dropout.
+        lora_targets: GPT-2 module names LoRA wraps.
+        test_sentences: synthesised into ``samples/epoch_<N>.wav`` after every epoch.
+        min_audio_s: the least total training audio accepted (seconds).
+        max_text_tokens: longest transcript in tokens the GPT is trained on (the XTTS recipe: 200).
+        seed: seeds sampling of clips and conditioning slices.
+        num_workers: Ray Train workers (DDP when more than one).
+        use_gpu: one GPU per worker (or ``gpus_per_worker``).
+        cpus_per_worker: CPUs reserved by each worker.
+        gpus_per_worker: GPUs per worker when ``use_gpu``.
+        max_failures: worker failures the run recovers from (from the latest checkpoint).
+        progress_bar: draw a progress bar on the driver's terminal.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    base_model: str
+    method: MethodName = "lora"
+    run_name: str
+    language: str | None = None
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=4, ge=1, le=512)
+    grad_accum_steps: int = Field(default=1, ge=1, le=1024)
+    lr: float = Field(default=5e-6, gt=0, le=1.0)
+    weight_decay: float = Field(default=1e-2, ge=0, le=1.0)
+    warmup_steps: int = Field(default=0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    mixed_precision: bool = True
+    checkpoint_every_steps: int = Field(default=500, ge=0)
+    keep_checkpoints: int = Field(default=3, ge=1, le=1000)
+    lora_rank: int = Field(default=8, ge=1, le=1024)
+    lora_alpha: int = Field(default=16, ge=1, le=4096)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1.0)
+    lora_targets: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    test_sentences: tuple[str, ...] = DEFAULT_TEST_SENTENCES
+    min_audio_s: float = Field(default=120.0, ge=0)
+    max_text_tokens: int = Field(default=200, ge=8, le=402)
+    seed: int = 1
+    num_workers: int = Field(default=1, ge=1, le=1024)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=1.0, gt=0)
+    max_failures: int = Field(default=1, ge=-1)
+    progress_bar: bool = True
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_run_name(cls, value: str) -> str:
+        try:
+            return validate_component(value, "run name")
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("lora_targets is empty; name GPT-2 modules such as c_attn, c_proj, c_fc")
+        return value
+
+    @field_validator("test_sentences")
+    @classmethod
+    def _sentences(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(s.strip() for s in value if s.strip())
+        if not cleaned:
+            raise ValueError("test_sentences is empty; give at least one sentence to synthesise each epoch")
+        return cleaned
+
+    def identity(self) -> dict[str, Any]:
+        """The options that define what the run learns (saved in ``run.json``)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in RESOURCE_FIELDS}
+
+    def differences(self, saved: dict[str, Any]) -> list[str]:
+        """Identity fields whose value differs from a saved identity, as ``field: saved -> new``."""
+        mine = self.identity()
+        keys = sorted(set(mine) | set(saved))
+        return [f"{k}: {saved.get(k)!r} -> {mine.get(k)!r}" for k in keys if mine.get(k) != saved.get(k)]
+
+
+def parse_config(values: dict[str, Any]) -> FinetuneConfig:
+    """Build a :class:`FinetuneConfig`, turning pydantic's errors into one readable ``InvalidInputError``."""
+    from pydantic import ValidationError
+
+    try:
+        return FinetuneConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"invalid training options: {problems}") from None
