@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.routes import datasets, info, jobs, speech, voices
+from serve_app.routes import datasets, info, jobs, speech, training, voices
 from serve_app.routes.context import IngressContext, ctx, set_context
 from voice_core.errors import OverloadedError, UnauthorizedError, VoiceError
 from voice_core.settings import Settings
@@ -45,7 +45,7 @@ async def backpressure_as_overloaded() -> AsyncIterator[None]:
 
 
 api = FastAPI(title="Audio Voice Service", version="0.1.0", dependencies=[Depends(backpressure_as_overloaded)])
-for router in (info.router, speech.router, voices.router, jobs.router, datasets.router):
+for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router):
     api.include_router(router)
 
 

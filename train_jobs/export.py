@@ -152,6 +152,8 @@ def _merged_weights(base_dir: Path, adapter_dir: Path, target: Path) -> Path:
 
     model, _ = load_xtts(base_dir, device="cpu")
     merge_adapter(model, adapter_dir)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("gpt.gpt_inference.")}
+    # Inference-only aliases (the wrapper, and wte pointing at the mel embedding) are not stored weights.
+    inference_only = ("gpt.gpt_inference.", "gpt.gpt.wte.")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(inference_only)}
     torch.save({"model": state}, target)
     return target

@@ -18,7 +18,8 @@ from typing import Any
 from voice_core.errors import CheckpointMismatchError, CorruptCheckpointError, DanglingSymlinkError
 
 WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt")
-AUXILIARY_FILES: frozenset[str] = frozenset({"dvae.pth", "mel_stats.pth", "speakers_xtts.pth"})
+# training_state.pt: optimizer and scheduler state next to a training checkpoint's weights.
+AUXILIARY_FILES: frozenset[str] = frozenset({"dvae.pth", "mel_stats.pth", "speakers_xtts.pth", "training_state.pt"})
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 

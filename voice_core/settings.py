@@ -153,9 +153,14 @@ class Settings(BaseSettings):
     )
     dashboard_address: str | None = Field(
         default=None,
-        description="Ray dashboard (Jobs API) that dataset builds are submitted to, e.g. `http://head:8265`. "
+        description="Ray dashboard (Jobs API) that dataset builds and training runs are submitted to, e.g. `http://head:8265`. "
         "Unset: the dashboard of the cluster the service runs on; where there is none (the embedded default "
-        "starts Ray without it), builds run as a detached Ray actor instead.",
+        "starts Ray without it), they run as a detached Ray actor instead.",
+    )
+    tensorboard_url: str | None = Field(
+        default=None,
+        description="URL of a TensorBoard reading `<storage root>/runs` (e.g. `tensorboard --logdir storage/runs`), "
+        "given by `GET /training/tensorboard` and linked from the UI. Unset: the API says how to start one.",
     )
     dataset_build_cpus: float = Field(
         default=1.0,

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from serve_app import dataset_builds
+from serve_app import dataset_builds, ray_jobs
 from serve_app.datasets import BuildOptions, DatasetStore, check_options
 from tests.data_prep.corpus import speak_recording
 from voice_core.errors import InvalidInputError, PayloadTooLargeError
@@ -184,13 +184,13 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = FakeJobs()
-    monkeypatch.setattr(dataset_builds, "jobs_client", lambda _settings: (jobs, None))
+    monkeypatch.setattr(ray_jobs, "jobs_client", lambda _settings: (jobs, None))
     store = DatasetStore(storage)
     (store.recordings / "src").mkdir(parents=True)
     options = BuildOptions(language="en", whisper_model="tiny.en")
     record = dataset_builds.submit(store, "ds", options, "src", None, settings)
     assert record["runner"] == "ray_job" and record["job_id"] == jobs.submitted["submission_id"]
-    assert jobs.submitted["entrypoint_num_cpus"] == dataset_builds.DRIVER_NUM_CPUS
+    assert jobs.submitted["entrypoint_num_cpus"] == ray_jobs.DRIVER_NUM_CPUS
     assert jobs.submitted["runtime_env"]["env_vars"]["AVS_STORAGE_ROOT"] == str(settings.storage_root)
     cd, python, *argv = shlex.split(jobs.submitted["entrypoint"].replace(" && ", " "))[1:]
     assert cd == str(settings.storage_root) and python == sys.executable
