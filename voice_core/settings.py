@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     tensorboard_url: str | None = Field(
         default=None,
         description="URL of a TensorBoard reading `<storage root>/runs` (e.g. `tensorboard --logdir storage/runs`), "
-        "given by `GET /training/tensorboard` and linked from the UI. Unset: the API says how to start one.",
+        "given by `GET /training/tensorboard`. Unset: that route says how to start one.",
     )
     dataset_build_cpus: float = Field(
         default=1.0,
