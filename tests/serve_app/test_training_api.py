@@ -17,8 +17,18 @@ from train_jobs.export import export_run
 from voice_core.settings import Settings
 
 pytestmark = pytest.mark.slow
-RUN = {"dataset": "speaker", "base_model": "tiny-xtts", "method": "lora", "epochs": 1, "batch_size": 2, "lr": 1e-3,
-       "min_audio_s": 1, "cpus_per_worker": 0.5, "checkpoint_every_steps": 2, "max_failures": 0}  # fmt: skip
+RUN = {
+    "dataset": "speaker",
+    "base_model": "tiny-xtts",
+    "method": "lora",
+    "epochs": 1,
+    "batch_size": 2,
+    "lr": 1e-3,
+    "min_audio_s": 1,
+    "cpus_per_worker": 0.5,
+    "checkpoint_every_steps": 2,
+    "max_failures": 0,
+}
 
 
 @pytest.fixture(scope="module")

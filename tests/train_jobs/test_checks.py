@@ -63,8 +63,10 @@ def test_missing_wav_is_named(train_settings: Settings) -> None:
 
 def test_clip_too_long_for_the_model(train_settings: Settings) -> None:
     # The tiny model's GPT holds 80 audio codes (~3.7 s); this sentence takes about five seconds.
-    espeak(dataset_dir(train_settings) / "wavs" / "speaker-00000.wav",
-           "this sentence is much too long for the tiny model to learn from in one piece")  # fmt: skip
+    espeak(
+        dataset_dir(train_settings) / "wavs" / "speaker-00000.wav",
+        "this sentence is much too long for the tiny model to learn from in one piece",
+    )
     with pytest.raises(InvalidInputError, match=r"metadata_train.csv:1: clip speaker-00000 is .* longer than"):
         check_only(small_config(), train_settings)
 
@@ -100,8 +102,12 @@ def test_unknown_base_model(train_settings: Settings) -> None:
 
 def test_base_model_without_dvae(train_settings: Settings) -> None:
     models = Path(train_settings.storage_root) / "models"
-    shutil.copytree(models / "tiny-xtts", models / "no-dvae", copy_function=shutil.copyfile,
-                    ignore=shutil.ignore_patterns("dvae.pth"))  # fmt: skip
+    shutil.copytree(
+        models / "tiny-xtts",
+        models / "no-dvae",
+        copy_function=shutil.copyfile,
+        ignore=shutil.ignore_patterns("dvae.pth"),
+    )
     with pytest.raises(ModelFilesMissingError, match=r"dvae\.pth missing"):
         check_only(small_config(base_model="no-dvae"), train_settings)
 
@@ -124,13 +130,28 @@ def test_bad_options_are_rejected() -> None:
         parse_config({"dataset": "d", "base_model": "m", "run_name": "r", "unknown_option": 1})
 
 
-def test_cli_exit_status_2_names_the_problem(train_settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli_exit_status_2_names_the_problem(
+    train_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AVS_STORAGE_ROOT", str(train_settings.storage_root))
     status = main(["finetune", "--dataset", "speaker", "--base-model", "tiny-xtts", "--run-name", "r", "--check"])
     assert status == 2
     assert "less than the 120 s required" in capsys.readouterr().err
-    status = main(["finetune", "--dataset", "speaker", "--base-model", "tiny-xtts", "--run-name", "r", "--check",
-                   "--min-audio-s", "1", "--lora-targets", "c_attn,c_fc"])  # fmt: skip
+    status = main(
+        [
+            "finetune",
+            "--dataset",
+            "speaker",
+            "--base-model",
+            "tiny-xtts",
+            "--run-name",
+            "r",
+            "--check",
+            "--min-audio-s",
+            "1",
+            "--lora-targets",
+            "c_attn,c_fc",
+        ]
+    )
     assert status == 0
     assert json.loads(capsys.readouterr().out)["total_steps"] == 10 * 2  # defaults: 10 epochs, batch 4

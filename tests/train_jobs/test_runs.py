@@ -63,10 +63,36 @@ def _cli(settings: Settings, name: str, *extra: str) -> list[str]:
     import ray
 
     address = ray.get_runtime_context().gcs_address
-    return [sys.executable, "-m", "train_jobs", "--address", address, "finetune", "--dataset", "speaker",
-            "--base-model", "tiny-xtts", "--run-name", name, "--epochs", "3", "--batch-size", "2", "--lr", "0.001",
-            "--checkpoint-every-steps", "2", "--min-audio-s", "1", "--cpus-per-worker", "1", "--max-failures", "0",
-            "--no-progress-bar", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "train_jobs",
+        "--address",
+        address,
+        "finetune",
+        "--dataset",
+        "speaker",
+        "--base-model",
+        "tiny-xtts",
+        "--run-name",
+        name,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--lr",
+        "0.001",
+        "--checkpoint-every-steps",
+        "2",
+        "--min-audio-s",
+        "1",
+        "--cpus-per-worker",
+        "1",
+        "--max-failures",
+        "0",
+        "--no-progress-bar",
+        *extra,
+    ]
 
 
 def committed_steps(directory: Path) -> list[int]:
@@ -91,8 +117,9 @@ def test_killed_run_resumes_with_the_same_command(ray_session: int, train_settin
     env = dict(os.environ, AVS_STORAGE_ROOT=str(train_settings.storage_root))
     directory = run_dir(train_settings, "killed")
     command = _cli(train_settings, "killed")
-    first = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(
+        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait(lambda: any(step >= 4 for step in committed_steps(directory)), 240, "a checkpoint at step 4")
     finally:
