@@ -18,7 +18,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.routes import datasets, info, jobs, speech, training, voices
+from serve_app.routes import datasets, info, jobs, speech, training, ui, voices
 from serve_app.routes.context import IngressContext, ctx, set_context
 from voice_core.errors import OverloadedError, UnauthorizedError, VoiceError
 from voice_core.settings import Settings
@@ -26,7 +26,9 @@ from voice_core.settings import Settings
 log = logging.getLogger(__name__)
 
 # Routes that never need an API key.
-PUBLIC_PATHS = ("/health",)
+# Liveness and the web UI's page and assets need no key (the page asks for one and sends it on API calls).
+PUBLIC_PATHS = ("/health", "/ui/")
+PUBLIC_PAGES = frozenset({"/"})
 
 
 async def backpressure_as_overloaded() -> AsyncIterator[None]:
@@ -45,7 +47,7 @@ async def backpressure_as_overloaded() -> AsyncIterator[None]:
 
 
 api = FastAPI(title="Audio Voice Service", version="0.1.0", dependencies=[Depends(backpressure_as_overloaded)])
-for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router):
+for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router, ui.router):
     api.include_router(router)
 
 
@@ -131,7 +133,7 @@ async def request_context(request: Request, call_next):
 def check_api_key(request: Request) -> None:
     """Raise UnauthorizedError unless the request carries one of the configured keys (or keys are off)."""
     settings: Settings = ctx().settings
-    if not settings.api_keys or request.url.path.startswith(PUBLIC_PATHS):
+    if not settings.api_keys or request.url.path.startswith(PUBLIC_PATHS) or request.url.path in PUBLIC_PAGES:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
