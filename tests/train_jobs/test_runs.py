@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.train_jobs.conftest import small_config
-from train_jobs.export import run_checkpoints
+from train_jobs.export import export_run, run_checkpoints
 from train_jobs.progress import read_progress
 from train_jobs.runner import finetune
 from voice_core.settings import Settings
+from voice_core.xtts_model import load_xtts
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +59,18 @@ def test_full_run_completes(ray_session: int, train_settings: Settings) -> None:
     summary = finetune(small_config(method="full", epochs=1, checkpoint_every_steps=0), train_settings)
     assert_complete(run_dir(train_settings), total_steps=3, epochs=1)
     assert (Path(summary["checkpoint"]) / "model.pth").is_file()
+    exported = export_run(train_settings, "run", model_id="full-export")
+    assert exported["kind"] == "full" and exported["step"] == 3
+    model_dir = Path(exported["directory"])
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["base_model"] == "tiny-xtts" and manifest["training_config"]["method"] == "full"
+    assert not (model_dir / "dvae.pth").exists()  # compaction: inference files only
+    model, _ = load_xtts(model_dir, device="cpu")
+    trained = torch.load(Path(summary["checkpoint"]) / "model.pth", weights_only=True)["model"]
+    key = "gpt.mel_head.weight"
+    base = torch.load(Path(train_settings.storage_root) / "models" / "tiny-xtts" / "model.pth", weights_only=True)
+    assert torch.equal(model.state_dict()[key], trained[key])  # the trained weights...
+    assert not torch.equal(trained[key], base["model"][key])  # ...which differ from the base's
 
 
 def _cli(settings: Settings, name: str, *extra: str) -> list[str]:
