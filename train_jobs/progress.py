@@ -51,11 +51,34 @@ def _thin(points: list[list[float]]) -> list[list[float]]:
     return points[::2] + ([points[-1]] if len(points) % 2 == 0 else []) if len(points) > MAX_POINTS else points
 
 
+class TrainingMetrics:
+    """Gauges through ``ray.util.metrics`` (Ray's Prometheus endpoint): loss, step, learning rate per run."""
+
+    def __init__(self, run_name: str) -> None:
+        from ray.util.metrics import Gauge
+
+        self.tags = {"run": run_name}
+        self.loss = Gauge("avs_training_loss", "Latest training or eval loss of a run.", tag_keys=("run", "split"))
+        self.step = Gauge("avs_training_step", "Optimizer steps done by a run.", tag_keys=("run",))
+        self.lr = Gauge("avs_training_learning_rate", "Current learning rate of a run.", tag_keys=("run",))
+
+    def train(self, step: int, loss: float, lr: float) -> None:
+        """One optimizer step."""
+        self.loss.set(loss, tags={**self.tags, "split": "train"})
+        self.step.set(step, tags=self.tags)
+        self.lr.set(lr, tags=self.tags)
+
+    def eval(self, loss: float) -> None:
+        """One evaluation."""
+        self.loss.set(loss, tags={**self.tags, "split": "eval"})
+
+
 class RunProgress:
-    """Writer of ``progress.json`` used by rank 0 (each call persists)."""
+    """Writer of ``progress.json`` used by rank 0 (each call persists), also exporting the metrics."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
+        self.metrics = TrainingMetrics(run_dir.name)
         self.record = read_progress(run_dir) or {}
         self.record.setdefault("train_loss_history", [])
         self.record.setdefault("eval_loss_history", [])
@@ -97,6 +120,7 @@ class RunProgress:
 
     def step(self, step: int, epoch: int, loss: float, lr: float) -> None:
         """One optimizer step finished."""
+        self.metrics.train(step, loss, lr)
         history = self.record["train_loss_history"]
         history.append([step, round(loss, 6)])
         self.record["train_loss_history"] = _thin(history)
@@ -105,6 +129,7 @@ class RunProgress:
 
     def checkpoint(self, step: int, epoch: int, eval_loss: float, name: str) -> None:
         """A checkpoint was reported with its eval loss."""
+        self.metrics.eval(eval_loss)
         self.record["eval_loss_history"].append([step, epoch, round(eval_loss, 6)])
         self.record["checkpoints"].append(name)
         self.record.update(step=step, epoch=epoch, eval_loss=round(eval_loss, 6))

@@ -43,7 +43,35 @@ def assert_complete(directory: Path, total_steps: int, epochs: int) -> dict:
 
 
 def test_lora_run_completes(ray_session: int, train_settings: Settings) -> None:
-    summary = finetune(small_config(method="lora"), train_settings)
+    import threading
+
+    import httpx
+
+    from tests.serve_app.test_speech_api import exported
+
+    seen: dict[str, float] = {}
+    done = threading.Event()
+
+    def scrape() -> None:  # gauges live while the worker does: read them during the run
+        while not done.wait(1.0):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{ray_session}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                continue
+            for key, value in (
+                ("step", exported(text, "avs_training_step", run="run")),
+                ("train", exported(text, "avs_training_loss", run="run", split="train")),
+                ("eval", exported(text, "avs_training_loss", run="run", split="eval")),
+            ):
+                seen[key] = max(seen.get(key, 0.0), value)
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        summary = finetune(small_config(method="lora"), train_settings)
+    finally:
+        done.set()
+        scraper.join(10)
     directory = run_dir(train_settings)
     progress = assert_complete(directory, total_steps=6, epochs=2)
     assert summary["step"] == 6 and summary["resumed"] is False
@@ -53,6 +81,8 @@ def test_lora_run_completes(ray_session: int, train_settings: Settings) -> None:
     assert json.loads((latest / "avs_adapter.json").read_text())["base_model"] == "tiny-xtts"
     assert not (latest / "model.pth").exists()  # LoRA checkpoints hold the adapter only
     assert len(run_checkpoints(directory)) <= 3 + 1  # keep_checkpoints best ones, plus the latest
+    # Exported through Ray's Prometheus endpoint while the run went on.
+    assert seen.get("step", 0) >= 2 and seen.get("train", 0) > 0 and seen.get("eval", 0) > 0, seen
 
 
 def test_full_run_completes(ray_session: int, train_settings: Settings) -> None:
