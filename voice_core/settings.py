@@ -153,9 +153,9 @@ class Settings(BaseSettings):
     )
     dashboard_address: str | None = Field(
         default=None,
-        description="Ray dashboard (Jobs API) that dataset builds and training runs are submitted to, e.g. `http://head:8265`. "
-        "Unset: the dashboard of the cluster the service runs on; where there is none (the embedded default "
-        "starts Ray without it), they run as a detached Ray actor instead.",
+        description="Ray dashboard (Jobs API) that dataset builds and training runs are submitted to, e.g. "
+        "`http://head:8265`. Unset: the dashboard of the cluster the service runs on; where there is none "
+        "(the embedded default starts Ray without it), they run as a detached Ray actor instead.",
     )
     tensorboard_url: str | None = Field(
         default=None,
