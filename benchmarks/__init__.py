@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "voice_cache": "stored voice (cached latents) vs reference audio uploaded with every request",
     "throughput": "requests/s and latency with 1, 4 and 16 concurrent clients",
     "data_prep_throughput": "audio s per wall s: Ray Data pipeline vs a sequential loop",
+    "training_step": "peak memory and time of one XTTS GPT training step: LoRA vs full",
 }

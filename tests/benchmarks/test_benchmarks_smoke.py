@@ -6,6 +6,7 @@ Only the shape of what it writes is checked: tests never judge timings.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -45,3 +46,24 @@ def test_voice_cache_quick_run_writes_json_and_summary(tmp_path: Path) -> None:
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "## voice_cache" in summary
     assert "stored-voice speed-up: tiny-xtts-short" in summary
+
+
+@pytest.mark.slow
+def test_training_step_quick_run_measures_both_methods(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks", "training_step", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+
+    data = json.loads((tmp_path / "training_step.json").read_text(encoding="utf-8"))
+    assert RESULT_KEYS <= data.keys()
+    assert data["quick"] is True
+    assert data["config"]["gpt"]["layers"] == 2
+    methods = data["metrics"]["methods"]
+    assert set(methods) == {"lora", "full"}
+    assert 0 < methods["lora"]["trainable_params"] < methods["full"]["trainable_params"]
+    for method in methods.values():
+        assert len(method["step_s"]) == data["config"]["timed_steps"]
+        assert method["peak_rss_bytes"] >= method["rss_before_step_bytes"] > 0
+        assert all(math.isfinite(loss) for loss in method["losses"])
+    assert [target["name"] for target in data["targets"]] == ["LoRA / full peak RSS"]
+    assert "## training_step" in (tmp_path / "summary.md").read_text(encoding="utf-8")
