@@ -73,7 +73,8 @@ case "$cmd" in
     exec "$VENV/bin/python" -m serve_app "$@"
     ;;
   test)
-    ensure_debs ffmpeg:ffmpeg espeak-ng:espeak-ng
+    # chromium: the browser tests (tests/ui) drive Debian's /usr/bin/chromium through Playwright.
+    ensure_debs ffmpeg:ffmpeg espeak-ng:espeak-ng chromium:chromium
     ensure_venv test
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
