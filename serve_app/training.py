@@ -149,11 +149,15 @@ def refresh(run_dir: Path, record: dict[str, Any], settings: Settings) -> dict[s
         if current.get("status") in ACTIVE and not ray_jobs.actor_alive(record["job_id"], NAMESPACE):
             current = _job_record(run_dir) or current  # it may have finished in between
             if current.get("status") in ACTIVE:
-                current.update(
-                    status=FAILED,
-                    error="the run's actor ended without an outcome (killed, or its node "
-                    "died); POST the same options again to resume from the latest checkpoint",
-                )
+                if (read_progress(run_dir) or {}).get("status") == FINISHED:
+                    # The training finished (rank 0 says so) but the actor died before recording it.
+                    current.update(status=FINISHED, error=None, finished_at=round(time.time(), 3))
+                else:
+                    current.update(
+                        status=FAILED,
+                        error="the run's actor ended without an outcome (killed, or its node "
+                        "died); POST the same options again to resume from the latest checkpoint",
+                    )
                 atomic_write_json(run_dir / JOB_RECORD, current)
         elif current.get("status") == QUEUED and (read_progress(run_dir) or {}).get("status") == RUNNING:
             current = {**current, "status": RUNNING}

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from train_jobs.config import FinetuneConfig
-from train_jobs.methods import get_method
+from train_jobs.methods import enable_gradient_checkpointing, get_method
 from train_jobs.model import TrainingFiles, build_trainer, trainer_config
 from train_jobs.progress import RunProgress, record_worker
 from voice_core.xtts_model import ModelFiles
@@ -105,6 +105,8 @@ class Worker:
         self.trainer = build_trainer(files, self.tconfig)
         self.method = get_method(cfg.method)
         self.method.prepare(self.trainer.xtts, cfg)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(self.trainer.xtts)
         self.trainer.to(self.device)
         self.language = payload["language"]
         self.speaker_wav = payload["speaker_wav"]

@@ -118,6 +118,27 @@ def get_method(name: str) -> Method:
         raise KeyError(f"unknown training method {name!r}; choose one of: {', '.join(METHODS)}") from None
 
 
+def enable_gradient_checkpointing(xtts: Any) -> None:
+    """Recompute the GPT-2 blocks' activations in the backward pass instead of keeping them.
+
+    Activations (GELU intermediates, attention probabilities of every layer) dominate a LoRA step's
+    memory; checkpointing trades them for about one more forward pass. Losses and gradients are
+    unchanged. coqui's GPT deleted the transformer's input embedding (inputs come as embeddings), so
+    transformers' ``gradient_checkpointing_enable`` (which looks for it) cannot be used: the
+    checkpoint function is installed on the blocks directly, non-reentrant so frozen inputs are fine.
+    """
+    import functools
+
+    from torch.utils.checkpoint import checkpoint
+
+    transformer = xtts.gpt.gpt
+    base = transformer.get_base_model() if hasattr(transformer, "get_base_model") else transformer
+    base._set_gradient_checkpointing(
+        enable=True, gradient_checkpointing_func=functools.partial(checkpoint, use_reentrant=False)
+    )
+    base.config.use_cache = False
+
+
 def is_adapter_checkpoint(directory: Path) -> bool:
     """Whether a checkpoint directory holds a LoRA adapter (rather than full weights)."""
     return (directory / ADAPTER_META).is_file()

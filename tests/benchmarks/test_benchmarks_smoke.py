@@ -59,11 +59,14 @@ def test_training_step_quick_run_measures_both_methods(tmp_path: Path) -> None:
     assert data["quick"] is True
     assert data["config"]["gpt"]["layers"] == 2
     methods = data["metrics"]["methods"]
-    assert set(methods) == {"lora", "full"}
+    assert set(methods) == {"lora", "full", "lora+gc", "full+gc"}
     assert 0 < methods["lora"]["trainable_params"] < methods["full"]["trainable_params"]
     for method in methods.values():
         assert len(method["step_s"]) == data["config"]["timed_steps"]
         assert method["peak_rss_bytes"] >= method["rss_before_step_bytes"] > 0
         assert all(math.isfinite(loss) for loss in method["losses"])
-    assert [target["name"] for target in data["targets"]] == ["LoRA / full peak RSS"]
+    assert [target["name"] for target in data["targets"]] == [
+        "LoRA / full peak RSS, gradient checkpointing off",
+        "LoRA / full peak RSS, gradient checkpointing on",
+    ]
     assert "## training_step" in (tmp_path / "summary.md").read_text(encoding="utf-8")

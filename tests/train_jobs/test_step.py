@@ -98,3 +98,27 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
     assert all(a >= b for a, b in itertools.pairwise(factors[3:]))
     assert factors[-1] < 0.2 and min(factors) >= 0.1
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_gradient_checkpointing_keeps_losses_and_gradients(train_settings: Settings, method: str) -> None:
+    from train_jobs.methods import enable_gradient_checkpointing
+
+    results = []
+    for checkpointing in (False, True):
+        trainer, batch = _trainer_and_batch(train_settings, method)
+        if checkpointing:
+            enable_gradient_checkpointing(trainer.xtts)
+            transformer = trainer.xtts.gpt.gpt
+            base = transformer.get_base_model() if method == "lora" else transformer
+            assert base.gradient_checkpointing
+        torch.manual_seed(0)
+        _, parts = trainer.train_step(dict(batch), None)
+        parts["loss"].backward()
+        grads = [p.grad.clone() for p in trainer.xtts.parameters() if p.requires_grad]
+        results.append((float(parts["loss"].detach()), grads))
+    (loss_off, grads_off), (loss_on, grads_on) = results
+    assert loss_on == pytest.approx(loss_off, rel=1e-6)
+    assert len(grads_on) == len(grads_off) and all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_off, grads_on, strict=True)
+    )
