@@ -59,12 +59,18 @@ def link_model(source: Path, models_dir: Path, model_id: str = "tiny-xtts") -> P
 
 
 @pytest.fixture
-def train_settings(tmp_path: Path, tiny_model_dir: Path, train_dataset: Path) -> Settings:
-    """Settings whose storage root holds the tiny model and the dataset ``speaker``."""
+def train_storage_root(tmp_path: Path, tiny_model_dir: Path, train_dataset: Path) -> Path:
+    """A storage root holding the tiny model and the dataset ``speaker``."""
     root = tmp_path / "storage"
     link_model(tiny_model_dir, root / "models")
     shutil.copytree(train_dataset, root / "datasets" / "speaker")
-    return Settings.load(storage_root=root)
+    return root
+
+
+@pytest.fixture
+def train_settings(train_storage_root: Path) -> Settings:
+    """Settings on :func:`train_storage_root`."""
+    return Settings.load(storage_root=train_storage_root)
 
 
 def small_config(**overrides: Any) -> FinetuneConfig:
