@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from serve_app import training
+from serve_app import ray_jobs, training
 from serve_app.routes.context import ctx
 from serve_app.routes.uploads import read_json_object
 from train_jobs.config import parse_config
@@ -92,9 +92,14 @@ async def get_sample_audio(run_name: str, filename: str) -> FileResponse:
 
 @router.get("/training/tensorboard")
 async def get_tensorboard() -> dict[str, Any]:
-    """The configured TensorBoard URL (``AVS_TENSORBOARD_URL``) and the log directory it should read."""
+    """Where to look at training: the TensorBoard URL, its log directory and the Ray dashboard.
+
+    The TensorBoard URL is ``AVS_TENSORBOARD_URL``; the dashboard is ``AVS_DASHBOARD_ADDRESS``, else the one
+    the cluster reports (None without one).
+    """
     settings = ctx().settings
     logdir = str(Storage.from_settings(settings).runs)
     hint = f"start `tensorboard --logdir {logdir}` and set AVS_TENSORBOARD_URL to its address"
     hint = None if settings.tensorboard_url else hint
-    return {"url": settings.tensorboard_url, "logdir": logdir, "hint": hint}
+    dashboard = await asyncio.to_thread(ray_jobs.dashboard_address, settings)
+    return {"url": settings.tensorboard_url, "logdir": logdir, "hint": hint, "ray_dashboard_url": dashboard}

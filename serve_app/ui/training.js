@@ -155,7 +155,11 @@ async function refreshTensorboard() {
     const info = await api("/training/tensorboard");
     $("tensorboard-info").replaceChildren(info.url
       ? h("span", {}, "TensorBoard: ", h("a", { href: info.url, target: "_blank", rel: "noopener" }, info.url), ` (logs in ${info.logdir})`)
-      : h("span", {}, "TensorBoard: not configured. ", info.hint || ""));
+      : h("span", {}, "TensorBoard: not configured. ", info.hint || ""),
+      h("br"),
+      info.ray_dashboard_url
+        ? h("span", {}, "Ray dashboard: ", h("a", { href: info.ray_dashboard_url, target: "_blank", rel: "noopener" }, info.ray_dashboard_url))
+        : h("span", {}, "Ray dashboard: this cluster runs without one (set AVS_DASHBOARD_ADDRESS or start Ray with the dashboard)."));
   } catch (error) {
     showError($("tensorboard-info"), error);
   }

@@ -204,4 +204,7 @@ def test_training_run_shows_curves_samples_and_checkpoints(
     page.locator("#run-list button", has_text=run).wait_for()
     page.click("#ckpt-refresh")
     page.locator("#ckpt-list td code", has_text=f"runs/{run}/").first.wait_for()
+    tools = page.locator("#tensorboard-info")
+    tools.locator("text=Ray dashboard").wait_for()
+    assert "tensorboard --logdir" in tools.inner_text()  # no TensorBoard URL set: the hint says how
     screenshot(page, "training")
