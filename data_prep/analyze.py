@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from data_prep.batch import batch_rows, require_columns, rows_to_batch
 from data_prep.config import ANALYSIS_SAMPLE_RATE_HZ
+from data_prep.export import sample_span
+from data_prep.records import clip_id
 from data_prep.segment import FRAME_S
 from data_prep.speaker import EMBEDDING_DIM
 
@@ -91,32 +94,56 @@ def speech_ratio(start_s: float, end_s: float, regions: Sequence[Sequence[float]
 
 
 class AnalyzeStage:
-    """Ray Data stage: measure each clip and embed its speaker; drops the audio column.
+    """Ray Data stage: measure each clip, embed its speaker and write its WAV; drops the audio columns.
+
+    The WAV of every analysed clip is written while the transcribers are still busy, from the
+    window at the dataset's rate that the segment stage decoded (``audio_out``); the export then
+    only removes the clips that the filters reject.
 
     Args:
         embed_speaker: compute speaker embeddings (off when the speaker filter is off).
         device: where the speaker encoder runs.
+        wav_dir: where to write the clips' WAVs (``None``: the export cuts them).
+        sample_rate: rate of ``audio_out`` and of the written WAVs.
     """
 
     name: ClassVar[str] = "analyze"
     required_columns: ClassVar[tuple[str, ...]] = ("status", "audio", "window_start_s", "start_s", "end_s", "regions")
 
-    def __init__(self, embed_speaker: bool = True, device: str = "cpu") -> None:
+    def __init__(
+        self, embed_speaker: bool = True, device: str = "cpu", wav_dir: str | None = None, sample_rate: int = 0
+    ) -> None:
         from data_prep.speaker import SpeakerEncoder
 
         self.encoder = SpeakerEncoder(device) if embed_speaker else None
+        self.wav_dir = Path(wav_dir) if wav_dir else None
+        self.sample_rate = sample_rate
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Measure the batch's clips."""
+        """Measure the batch's clips (and write their WAVs)."""
         require_columns(batch, self.name, self.required_columns)
         rows = []
         for row in batch_rows(batch):
             started = time.perf_counter()
             audio = row.pop("audio")
+            out = np.asarray(row.pop("audio_out", np.zeros(0)), dtype=np.float32)
             row.update(self.measure(row, np.asarray(audio, dtype=np.float32)) if row["status"] == "ok" else _empty())
             row["time_analyze_s"] = time.perf_counter() - started
+            started = time.perf_counter()
+            if row["status"] == "ok" and out.size and self.wav_dir is not None:
+                self.write_clip(self.wav_dir, row, out)
+            row["time_write_s"] = time.perf_counter() - started
             rows.append(row)
         return rows_to_batch(rows)
+
+    def write_clip(self, wav_dir: Path, row: dict[str, Any], window: np.ndarray) -> None:
+        """Write a clip's WAV from its window at the output rate (the samples ``export.cut_source`` would cut)."""
+        from voice_core.audio import write_wav
+
+        offset = round(float(row["window_start_s"]) * self.sample_rate)
+        first, last = sample_span(float(row["start_s"]), float(row["end_s"]), self.sample_rate)
+        name = clip_id(str(row["source_id"]), int(row["index"]))
+        write_wav(wav_dir / f"{name}.wav", window[max(0, first - offset) : max(0, last - offset)], self.sample_rate)
 
     def measure(self, row: dict[str, Any], window: np.ndarray) -> dict[str, Any]:
         """Measurements and embedding of one clip, given its window audio."""

@@ -38,12 +38,18 @@ _FLAGS: dict[str, tuple[str, str, Any, str]] = {
         None,
         "lowest cosine similarity to the main speaker, or 'none' to skip the check (default 0.8)",
     ),
-    "--segment-num-cpus": ("resources", "segment_num_cpus", float, "CPUs per decode/VAD actor (default 0.5)"),
-    "--transcribe-num-cpus": ("resources", "transcribe_num_cpus", float, "CPUs per transcriber actor (default 1)"),
+    "--segment-num-cpus": ("resources", "segment_num_cpus", float, "CPUs per decode/VAD actor (default 0.25)"),
+    "--transcribe-num-cpus": (
+        "resources",
+        "transcribe_num_cpus",
+        float,
+        "CPUs per transcriber actor; on CPU it runs one decoding worker per CPU (default: share the cluster's "
+        "free CPUs)",
+    ),
     "--transcribe-num-gpus": ("resources", "transcribe_num_gpus", float, "GPUs per transcriber (default: 1 if any)"),
     "--transcribe-pool-size": ("resources", "transcribe_pool_size", int, "number of transcriber actors (default 1)"),
     "--batch-size": ("resources", "transcribe_batch_size", int, "clips per transcriber call (default 4)"),
-    "--analyze-num-cpus": ("resources", "analyze_num_cpus", float, "CPUs per analysis actor (default 0.5)"),
+    "--analyze-num-cpus": ("resources", "analyze_num_cpus", float, "CPUs per analysis actor (default 0.25)"),
     "--local-num-cpus": ("resources", "local_num_cpus", int, "CPUs of the local Ray when no cluster is set"),
 }
 

@@ -176,6 +176,15 @@ def write_clip_report(output_dir: Path, clips: Sequence[ClipRecord]) -> None:
     atomic_write_json(output_dir / CLIP_REPORT, rows)
 
 
+def sample_span(start_s: float, end_s: float, sample_rate: int) -> tuple[int, int]:
+    """Sample indices ``[first, last)`` of a clip in its recording (times as stored: 4 decimals).
+
+    The analysis (writing a clip from its window) and :func:`cut_source` (from the whole recording)
+    both cut through this, so a WAV has the same bytes whichever wrote it.
+    """
+    return round(round(start_s, 4) * sample_rate), round(round(end_s, 4) * sample_rate)
+
+
 def cut_source(path: str, clips: Sequence[tuple[str, float, float]], wav_dir: str, sample_rate: int) -> dict[str, str]:
     """Decode one recording once at ``sample_rate`` and write the given clips as WAVs.
 
@@ -198,7 +207,7 @@ def cut_source(path: str, clips: Sequence[tuple[str, float, float]], wav_dir: st
     except VoiceError as exc:
         return {clip_id: f"source could not be decoded again: {exc}" for clip_id, _, _ in clips}
     for clip_id, start_s, end_s in clips:
-        first, last = round(start_s * sample_rate), round(end_s * sample_rate)
+        first, last = sample_span(start_s, end_s, sample_rate)
         write_wav(Path(wav_dir) / f"{clip_id}.wav", audio[first : min(last, audio.size)], sample_rate)
     return {}
 
@@ -213,8 +222,11 @@ def sync_wavs(
 ) -> dict[str, str]:
     """Make ``wavs/`` hold exactly the kept clips: write missing ones, remove the others.
 
-    Missing clips are cut from their recordings in parallel Ray tasks, each decoding its recording
-    once. Existing WAVs are left alone unless ``rewrite`` (the output rate changed).
+    The analysis already wrote the WAVs of the clips it analysed (see :class:`AnalyzeStage`), so
+    usually this only removes rejected clips. Kept clips without a WAV (an earlier source's clip that
+    a filter now keeps, a WAV deleted by hand) are cut from their recordings in parallel Ray tasks,
+    each decoding its recording once. Existing WAVs are left alone unless ``rewrite`` (the output
+    rate changed).
 
     Args:
         output_dir: the dataset directory.

@@ -2,12 +2,17 @@
 
 ::
 
-    inputs ─ingest─▶ sources ─▶ [SegmentStage]  decode 16 kHz, Silero VAD, plan clips    (actor pool)
-                               ─▶ [TranscribeStage] faster-whisper, word-safe cuts       (actor pool, GPU if any)
-                               ─▶ [AnalyzeStage]  SNR, clipping, speech ratio, speaker    (actor pool)
+    inputs ─ingest─▶ sources ─▶ [SegmentStage]  decode 16 kHz (+ 22.05 kHz), Silero VAD, plan clips (actor pool)
+                               ─▶ [TranscribeStage] faster-whisper, word-safe cuts   (actor pool of N decoding workers,
+                                                                                      GPU if any)
+                               ─▶ [AnalyzeStage]  SNR, clipping, speech ratio, speaker; write the clip's WAV
+                                                                                     (actor pool)
                                ─▶ driver: per-source records + .completed markers
-           all sources' records ─▶ normalise text ─▶ filters ─▶ cut WAVs at 22.05 kHz (Ray tasks)
+           all sources' records ─▶ normalise text ─▶ filters ─▶ remove rejected WAVs (cut missing ones: Ray tasks)
                                ─▶ metadata.csv, train/eval splits, manifest.json
+
+During a build, ``wavs/`` may also hold clips that the filters then reject; they are removed
+before ``metadata.csv`` is written.
 
 Sources whose ``.completed`` marker matches the file and the analysis options are not analysed
 again; the filters and the export always run over every source of the dataset.
@@ -15,12 +20,14 @@ again; the filters and the export always run over every source of the dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +43,7 @@ from voice_core.errors import ConfigError
 
 log = logging.getLogger("data_prep")
 
-STAGE_TIMES = ("time_decode_s", "time_vad_s", "time_transcribe_s", "time_analyze_s")
+STAGE_TIMES = ("time_decode_s", "time_vad_s", "time_transcribe_s", "time_analyze_s", "time_write_s")
 
 # Receives the build's state as it moves on: ``stage`` (analysis, filter, export), ``sources_total``,
 # ``sources_done``, ``clips`` (analysed so far) and, from the export on, ``clips_kept``.
@@ -71,24 +78,50 @@ def ensure_ray(resources: ResourceOptions, ray_address: str | None = None) -> bo
     return True
 
 
-def _placement(config: BuildConfig) -> dict[str, Any]:
-    """Decide devices and check that the actor pools fit the cluster (they would wait forever)."""
+# A transcriber never reserves less than this, even on a full cluster (it then waits for CPUs).
+MIN_TRANSCRIBE_CPUS = 0.25
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the transcribers run, resolved against the cluster.
+
+    Attributes:
+        device: ``cpu`` or ``cuda``.
+        compute_type: CTranslate2 compute type.
+        num_gpus: GPUs per transcriber actor.
+        num_cpus: CPUs reserved by each transcriber actor.
+        workers: decoding workers per actor (clips transcribed at once).
+        cpu_threads: CTranslate2 threads per worker.
+    """
+
+    device: str
+    compute_type: str
+    num_gpus: float
+    num_cpus: float
+    workers: int
+    cpu_threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Manifest form (``placement`` in ``manifest.json``)."""
+        return dataclasses.asdict(self)
+
+
+def _largest_node_cpus() -> float:
+    import ray
+
+    cpus = [float(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
+    return max(cpus, default=0.0)
+
+
+def _placement(config: BuildConfig) -> Placement:
+    """Decide devices and reservations, and check that the actor pools fit the cluster (they would wait forever)."""
     import ray
 
     res, tr = config.resources, config.transcribe
     cluster = ray.cluster_resources()
     total_cpus, total_gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
-    need = res.actor_cpus()
-    if need > total_cpus + 1e-9:
-        raise ConfigError(
-            f"the data-prep actor pools need {need:g} CPUs (segment {res.segment_pool_size}x{res.segment_num_cpus:g}, "
-            f"transcribe {res.transcribe_pool_size}x{res.transcribe_num_cpus:g}, analyze "
-            f"{res.analyze_pool_size}x{res.analyze_num_cpus:g}) but the Ray cluster has {total_cpus:g}; lower the "
-            "*_num_cpus options (fractions are fine) or the pool sizes, or Ray Data would wait forever"
-        )
     free = float(ray.available_resources().get("CPU", 0))
-    if need > free + 1e-9:
-        log.warning("the actor pools need %g CPUs but %g are free now: the build waits until they are", need, free)
     num_gpus = res.transcribe_num_gpus
     if num_gpus is None:
         num_gpus = 1.0 if total_gpus >= 1 and tr.device != "cpu" else 0.0
@@ -96,11 +129,39 @@ def _placement(config: BuildConfig) -> dict[str, Any]:
     if device == "cuda" and (num_gpus <= 0 or total_gpus <= 0):
         raise ConfigError("transcribe.device='cuda' but the Ray cluster has no GPU (or transcribe_num_gpus is 0)")
     compute_type = tr.compute_type if tr.compute_type != "auto" else ("float16" if device == "cuda" else "int8")
-    return {"num_gpus": num_gpus, "device": device, "compute_type": compute_type}
+    num_cpus = res.transcribe_num_cpus
+    if num_cpus is None:
+        # Share what the light pools leave of the free CPUs; one actor lives on one node.
+        share = (free - res.light_cpus()) / res.transcribe_pool_size
+        largest = _largest_node_cpus()
+        if largest > 0:
+            share = min(share, largest)
+        if device == "cuda":
+            share = min(share, 1.0)
+        num_cpus = max(MIN_TRANSCRIBE_CPUS, round(share, 4))
+    need = res.actor_cpus(num_cpus)
+    if need > total_cpus + 1e-9:
+        raise ConfigError(
+            f"the data-prep actor pools need {need:g} CPUs (segment {res.segment_pool_size}x{res.segment_num_cpus:g}, "
+            f"transcribe {res.transcribe_pool_size}x{num_cpus:g}, analyze "
+            f"{res.analyze_pool_size}x{res.analyze_num_cpus:g}) but the Ray cluster has {total_cpus:g}; lower the "
+            "*_num_cpus options (fractions are fine) or the pool sizes, or Ray Data would wait forever"
+        )
+    if need > free + 1e-9:
+        log.warning("the actor pools need %g CPUs but %g are free now: the build waits until they are", need, free)
+    if device == "cuda":
+        workers, cpu_threads = 1, max(1, int(num_cpus))
+    else:
+        workers, cpu_threads = res.transcribe_workers(num_cpus), res.transcribe_cpu_threads
+    return Placement(device, compute_type, num_gpus, num_cpus, workers, cpu_threads)
 
 
 def _analysis_rows(
-    sources: Sequence[ingest.SourceFile], model: ResolvedModel, config: BuildConfig, placement: dict[str, Any]
+    sources: Sequence[ingest.SourceFile],
+    model: ResolvedModel,
+    config: BuildConfig,
+    placement: Placement,
+    wav_dir: Path,
 ) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``sources`` and yield its output rows as they arrive."""
     import ray
@@ -114,12 +175,17 @@ def _analysis_rows(
     context = DataContext.get_current()
     saved = context.enable_progress_bars
     context.enable_progress_bars = False  # the build shows its own bar
+    # A source's clips leave the segment stage as one block, which one transcriber actor takes as a
+    # whole. Smaller blocks (one clip each, through DataContext.target_max_block_size) would spread
+    # a long recording over several actors, but cost ~20% of the wall time here in per-task
+    # overhead; and repartition(target_num_rows_per_block=...) runs as tasks of 1 CPU that cannot
+    # be placed while the actor pools hold a small cluster's CPUs (the build hangs).
     try:
         items = [{"source_id": s.source_id, "path": str(s.path)} for s in sources]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(
             SegmentStage,
-            fn_constructor_kwargs={"options": config.segment},
+            fn_constructor_kwargs={"options": config.segment, "output_rate_hz": config.export.sample_rate_hz},
             batch_size=1,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=res.segment_pool_size),
@@ -131,19 +197,24 @@ def _analysis_rows(
                 "model_path": str(model.path),
                 "options": config.transcribe,
                 "segment": config.segment,
-                "device": placement["device"],
-                "compute_type": placement["compute_type"],
-                "cpu_threads": max(1, int(res.transcribe_num_cpus)),
+                "device": placement.device,
+                "compute_type": placement.compute_type,
+                "cpu_threads": placement.cpu_threads,
+                "num_workers": placement.workers,
             },
-            batch_size=res.transcribe_batch_size,
+            batch_size=max(res.transcribe_batch_size, placement.workers),
             batch_format="numpy",
             compute=ActorPoolStrategy(size=res.transcribe_pool_size),
-            num_cpus=res.transcribe_num_cpus,
-            num_gpus=placement["num_gpus"] or None,
+            num_cpus=placement.num_cpus,
+            num_gpus=placement.num_gpus or None,
         )
         ds = ds.map_batches(
             AnalyzeStage,
-            fn_constructor_kwargs={"embed_speaker": config.filters.min_speaker_similarity is not None},
+            fn_constructor_kwargs={
+                "embed_speaker": config.filters.min_speaker_similarity is not None,
+                "wav_dir": str(wav_dir),
+                "sample_rate": config.export.sample_rate_hz,
+            },
             batch_size=res.transcribe_batch_size,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=res.analyze_pool_size),
@@ -183,6 +254,7 @@ def _analyse(
     config: BuildConfig,
     output_dir: Path,
     progress: bool,
+    placement: Placement,
     on_source: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, tuple[SourceRecord, list[ClipRecord]]], dict[str, float]]:
     """Analyse sources, saving each one (records, then marker) as soon as its last clip arrives.
@@ -191,7 +263,6 @@ def _analyse(
     """
     from tqdm import tqdm
 
-    placement = _placement(config)
     key = config.analysis_key()
     by_id = {s.source_id: s for s in sources}
     pending: dict[str, list[ClipRecord]] = {}
@@ -199,9 +270,14 @@ def _analyse(
     done: dict[str, tuple[SourceRecord, list[ClipRecord]]] = {}
     busy = dict.fromkeys(STAGE_TIMES, 0.0)
     total = sum(s.duration_s for s in sources)
+    started, first = time.perf_counter(), None
     shape = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}{postfix}]"
     with tqdm(total=total, desc="analysing", bar_format=shape, disable=not progress) as bar:
-        for row in _analysis_rows(sources, model, config, placement):
+        wav_dir = output_dir / export.WAVS_DIR
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        for row in _analysis_rows(sources, model, config, placement, wav_dir):
+            if first is None:
+                first = time.perf_counter() - started
             for name in STAGE_TIMES:
                 busy[name] += float(row.get(name, 0.0))
             source = by_id[str(row["source_id"])]
@@ -235,6 +311,8 @@ def _analyse(
             bar.update(min(max(0.0, source.duration_s - shown.get(source.source_id, 0.0)), bar.total - bar.n))
             bar.set_postfix(sources=f"{len(done)}/{len(sources)}")
     timings = {name.removeprefix("time_").removesuffix("_s") + "_busy": value for name, value in busy.items()}
+    # Until the first analysed clip: actor start-up and model loads, then one clip through every stage.
+    timings["analysis_first_clip"] = first or 0.0
     return done, timings
 
 
@@ -315,11 +393,13 @@ def build_dataset(
     skipped = len(sources) - len(todo)
     earlier_clips = sum(len(done.clips) for sid, done in completed.items() if sid not in todo_ids)
     started_ray = False
+    placement: Placement | None = None
     new: dict[str, tuple[SourceRecord, list[ClipRecord]]] = {}
     try:
         if todo:
             notify("analysis", sources_done=skipped, clips=earlier_clips)
             started_ray = ensure_ray(config.resources, ray_address)
+            placement = _placement(config)
             phase = time.perf_counter()
             new, busy = _analyse(
                 todo,
@@ -327,6 +407,7 @@ def build_dataset(
                 config,
                 out,
                 progress,
+                placement,
                 lambda done, found: notify("analysis", sources_done=skipped + done, clips=earlier_clips + found),
             )
             timings["analysis"] = time.perf_counter() - phase
@@ -409,6 +490,7 @@ def build_dataset(
         rejected_by_reason=count_reasons(clips),
         timings_s=timings,
         config=config.to_dict(),
+        placement=placement.to_dict() if placement else {},
         notes=notes,
     )
     export.write_manifest(out, report.to_dict())

@@ -152,6 +152,8 @@ class BuildReport:
         rejected_by_reason: clips per first failing filter.
         timings_s: wall seconds of each phase and summed busy seconds of each stage.
         config: the options used.
+        placement: how this run's transcribers ran (device, CPUs and GPUs per actor, decoding
+            workers and threads); empty when nothing was analysed.
         notes: remarks worth showing (language detection unavailable, missing sources, ...).
     """
 
@@ -169,6 +171,7 @@ class BuildReport:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property

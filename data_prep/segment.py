@@ -232,15 +232,22 @@ class SegmentStage:
 
     Input columns: ``source_id``, ``path``. Output: one row per planned clip with its window audio,
     or one row with ``status`` ``error``/``no_speech`` and the reason when a source gives none.
+
+    Args:
+        options: segmentation options.
+        output_rate_hz: when set, each source is also decoded at this rate (the dataset's) and
+            every clip row carries its window at that rate in ``audio_out``, so the analysis can
+            write the clip's WAV without decoding the recording again.
     """
 
     name: ClassVar[str] = "segment"
     required_columns: ClassVar[tuple[str, ...]] = ("source_id", "path")
 
-    def __init__(self, options: SegmentOptions) -> None:
+    def __init__(self, options: SegmentOptions, output_rate_hz: int | None = None) -> None:
         from faster_whisper.vad import get_vad_model
 
         self.options = options
+        self.output_rate_hz = output_rate_hz
         get_vad_model()  # cached per process: loaded once per actor
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -268,6 +275,15 @@ class SegmentStage:
         if not clips:
             reason = "the voice activity detector found no speech"
             return [_source_row(source_id, path, "no_speech", reason, duration_s, decoded - started, vad_s)]
+        decode_s = decoded - started
+        full = np.zeros(0, dtype=np.float32)
+        if self.output_rate_hz:
+            mark = time.perf_counter()
+            try:
+                full = decode_audio(path, self.output_rate_hz)
+            except VoiceError:
+                pass  # decoded once already; should it fail now, the export cuts the clips itself
+            decode_s += time.perf_counter() - mark
         rows = []
         for clip in clips:
             first = round(clip.window_start_s * ANALYSIS_SAMPLE_RATE_HZ)
@@ -285,9 +301,13 @@ class SegmentStage:
                 regions=regions_json(clip.regions),
                 audio=np.ascontiguousarray(audio[first:last], dtype=np.float32),
             )
+            if full.size:
+                rate = self.output_rate_hz or 0
+                window = full[round(clip.window_start_s * rate) : round(clip.window_end_s * rate)]
+                row["audio_out"] = np.ascontiguousarray(window, dtype=np.float32)
             rows.append(row)
         # Source-level timings go on the first clip only, so summing a column gives the stage's time.
-        rows[0].update(time_decode_s=decoded - started, time_vad_s=vad_s)
+        rows[0].update(time_decode_s=decode_s, time_vad_s=vad_s)
         return rows
 
 
@@ -310,6 +330,7 @@ def _source_row(
         "right_pause": True,
         "regions": "[]",
         "audio": np.zeros(0, dtype=np.float32),
+        "audio_out": np.zeros(0, dtype=np.float32),
         "time_decode_s": decode_s,
         "time_vad_s": vad_s,
     }

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -157,7 +158,19 @@ def resolve_model(name: str, cache_dir: Path) -> ResolvedModel:
 class TranscribeStage:
     """Ray Data stage: transcribe each planned clip's window and place its final cuts.
 
-    The model is loaded once per actor. Rows whose ``status`` is not ``ok`` pass through.
+    The model is loaded once per actor. With ``num_workers`` above 1, CTranslate2 keeps that many
+    decoding workers and the clips of a batch are transcribed on as many threads at once (each clip
+    on its own, so the result does not depend on how clips are batched). Rows whose ``status`` is
+    not ``ok`` pass through.
+
+    Args:
+        model_path: the CTranslate2 model directory.
+        options: transcription options.
+        segment: segmentation options (for the final cuts).
+        device: ``cpu`` or ``cuda``.
+        compute_type: CTranslate2 compute type.
+        cpu_threads: CTranslate2 threads per decoding worker.
+        num_workers: decoding workers (clips transcribed at once).
     """
 
     name: ClassVar[str] = "transcribe"
@@ -182,24 +195,32 @@ class TranscribeStage:
         device: str,
         compute_type: str,
         cpu_threads: int,
+        num_workers: int = 1,
     ) -> None:
         from faster_whisper import WhisperModel
 
         self.options = options
         self.segment = segment
-        self.model = WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        self.model = WhisperModel(
+            model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=num_workers
+        )
         self.multilingual = bool(self.model.model.is_multilingual)
+        self.pool = ThreadPoolExecutor(num_workers, thread_name_prefix="transcribe") if num_workers > 1 else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Transcribe the batch's clips."""
         require_columns(batch, self.name, self.required_columns)
-        rows = []
-        for row in batch_rows(batch):
-            started = time.perf_counter()
-            row.update(self.transcribe_row(row) if row["status"] == "ok" else _empty_result(row))
-            row["time_transcribe_s"] = time.perf_counter() - started
-            rows.append(row)
+        rows = list(batch_rows(batch))
+        results = self.pool.map(self._timed, rows) if self.pool is not None else map(self._timed, rows)
+        for row, result in zip(rows, results, strict=True):
+            row.update(result)
         return rows_to_batch(rows)
+
+    def _timed(self, row: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = self.transcribe_row(row) if row["status"] == "ok" else _empty_result(row)
+        result["time_transcribe_s"] = time.perf_counter() - started
+        return result
 
     def transcribe_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """Transcript, language, confidences, words and final cuts of one clip."""

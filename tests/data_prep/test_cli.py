@@ -97,3 +97,19 @@ def test_nothing_usable_exits_1_and_reports_why(tmp_path: Path, monkeypatch: pyt
     assert manifest["kept"] == 0
     assert {s["source_id"]: s["status"] for s in manifest["sources"]} == {"broken": "error", "notes": "unsupported"}
     assert (tmp_path / "ds" / "metadata.csv").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("num_cpus", "threads", "workers"),
+    [(0.25, 1, 1), (1.0, 1, 1), (1.5, 1, 2), (3.6, 1, 4), (4.0, 2, 2), (1.0, 2, 1)],
+)
+def test_transcriber_workers_follow_the_reserved_cpus(num_cpus: float, threads: int, workers: int) -> None:
+    assert ResourceOptions(transcribe_cpu_threads=threads).transcribe_workers(num_cpus) == workers
+
+
+def test_transcriber_cpus_default_to_a_share_of_the_cluster() -> None:
+    resources = BuildConfig().validate().resources
+    assert resources.transcribe_num_cpus is None and resources.light_cpus() == 0.5
+    assert resources.actor_cpus(1.5) == 2.0 and ResourceOptions(transcribe_num_cpus=1.0).actor_cpus(1.5) == 1.5
+    with pytest.raises(ConfigError, match="transcribe_cpu_threads"):
+        BuildConfig(resources=ResourceOptions(transcribe_cpu_threads=0)).validate()

@@ -17,10 +17,12 @@ import soundfile as sf
 
 from data_prep.cli import main
 from data_prep.config import BuildConfig, ResourceOptions
+from data_prep.export import cut_source
 from data_prep.normalize import normalize_text
-from data_prep.pipeline import build_dataset
+from data_prep.pipeline import MIN_TRANSCRIBE_CPUS, _placement, build_dataset
 from data_prep.records import BuildReport
-from tests.data_prep.corpus import MORE, Corpus, make_corpus, speak_recording
+from tests.data_prep.corpus import MAIN_A, MORE, Corpus, make_corpus, speak_recording
+from voice_core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -154,6 +156,15 @@ def test_ljspeech_layout(built: Built) -> None:
     ]
 
 
+def test_wavs_written_by_the_analysis_match_a_cut_from_the_recording(built: Built, tmp_path: Path) -> None:
+    # The analysis writes each clip from its window; the export's fallback cuts the whole recording.
+    for clip in [c for c in built.clips if c["kept"]][:3]:
+        source = built.corpus.root / ("main_b.flac" if clip["source_id"] == "main_b" else f"{clip['source_id']}.wav")
+        assert cut_source(str(source), [(clip["id"], clip["start_s"], clip["end_s"])], str(tmp_path), 22050) == {}
+        written = (built.out / "wavs" / f"{clip['id']}.wav").read_bytes()
+        assert (tmp_path / f"{clip['id']}.wav").read_bytes() == written
+
+
 def test_rerun_is_byte_identical_and_new_recordings_append(
     built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,3 +210,36 @@ def test_rerun_is_byte_identical_and_new_recordings_append(
     report = build_dataset([str(extra)], out, CONFIG, cache_dir=tmp_path, progress=False)
     assert report.timings_s.get("analysis") is None
     assert (out / "metadata.csv").read_bytes() == after_append
+
+
+def test_placement_shares_the_free_cpus_among_the_transcribers(ray_session: int) -> None:
+    import ray
+
+    free = float(ray.available_resources().get("CPU", 0))
+    placement = _placement(BuildConfig())
+    expected = max(MIN_TRANSCRIBE_CPUS, round(min(free - 0.5, float(ray.cluster_resources()["CPU"])), 4))
+    assert (placement.device, placement.compute_type, placement.num_gpus) == ("cpu", "int8", 0.0)
+    assert placement.num_cpus == expected and placement.cpu_threads == 1
+    assert placement.workers == max(1, int(expected + 0.5))
+    two = _placement(BuildConfig(resources=ResourceOptions(transcribe_pool_size=2)))
+    assert two.num_cpus == max(MIN_TRANSCRIBE_CPUS, round((free - 0.5) / 2, 4))
+    explicit = _placement(CONFIG)
+    assert (explicit.num_cpus, explicit.workers) == (1.0, 1)
+    with pytest.raises(ConfigError, match=r"need 8\.5 CPUs"):
+        _placement(BuildConfig(resources=ResourceOptions(transcribe_num_cpus=8.0)))
+
+
+def test_parallel_decoding_workers_give_the_same_results(built: Built) -> None:
+    from data_prep.segment import SegmentStage
+    from data_prep.transcribe import TranscribeStage, resolve_model
+
+    segments = SegmentStage(CONFIG.segment)(
+        {"source_id": np.array(["main_a"]), "path": np.array([str(built.corpus.root / "main_a.wav")])}
+    )
+    model = resolve_model("tiny.en", built.out.parent / "cache")
+    outputs = []
+    for workers in (1, 2):
+        stage = TranscribeStage(str(model.path), CONFIG.transcribe, CONFIG.segment, "cpu", "int8", 1, workers)
+        batch = stage({key: value.copy() for key, value in segments.items()})
+        outputs.append({key: batch[key].tolist() for key in ("index", "text", "avg_logprob", "words", "start_s")})
+    assert len(outputs[0]["text"]) == len(MAIN_A) and outputs[0] == outputs[1]

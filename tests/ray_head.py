@@ -1,0 +1,277 @@
+"""A real, private Ray head node for tests: ``ray start --head --block`` with the dashboard and Jobs API.
+
+Use it where a test needs what only a real cluster has (``ray job submit``, the Jobs REST API, a
+second driver joining by address). Import the context manager into a ``conftest.py`` and wrap it in a
+fixture of the scope you need::
+
+    from tests.ray_head import RayHead, job_status, start_ray_head, submit_job
+
+    @pytest.fixture(scope="module")
+    def ray_head() -> Iterator[RayHead]:
+        with start_ray_head(num_cpus=2) as head:
+            yield head
+
+    def test_job(ray_head: RayHead) -> None:
+        address, dashboard_url, env = ray_head  # or ray_head.address, ...
+        job = submit_job(ray_head, ["python", "-c", "print(1)"])
+        assert job.returncode == 0, job.output
+        assert job_status(ray_head, job.submission_id) == "SUCCEEDED"
+
+``tests/data_prep/conftest.py`` has such a ``ray_head`` fixture (module scope).
+
+Nothing is shared with other clusters on the machine: every port is a free one (GCS, dashboard, Ray
+client server, dashboard agent, metrics export, runtime-env agent, a block of worker ports), the temp
+dir is a short private one under ``/tmp`` (Ray's socket paths are length-limited), and the node binds
+to 127.0.0.1. Token authentication (the default since Ray 2.59) is off for this cluster and its
+clients (``RAY_AUTH_MODE=disabled`` in the yielded ``env``), so the Jobs API answers plain requests.
+At the end only the process group of the ``ray start`` this module started is stopped, by its pid;
+``ray stop`` is never run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tests.helpers import free_port, wait_for_http
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+WORKER_PORTS = 200
+TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+class RayHead(NamedTuple):
+    """A running private Ray head.
+
+    Attributes:
+        address: GCS address ``127.0.0.1:<port>``, for ``ray.init(address=...)`` or ``RAY_ADDRESS``
+            of a driver that joins the cluster.
+        dashboard_url: ``http://127.0.0.1:<port>``: the dashboard and its Jobs API, for
+            ``ray job submit --address`` and ``JobSubmissionClient``.
+        env: environment for client subprocesses (``ray job submit``, a joining driver): this
+            process's environment without ``RAY_ADDRESS``, with auth disabled, the virtualenv's
+            ``bin`` first on ``PATH`` and the repository on ``PYTHONPATH``.
+    """
+
+    address: str
+    dashboard_url: str
+    env: dict[str, str]
+
+
+class JobResult(NamedTuple):
+    """What :func:`submit_job` saw.
+
+    Attributes:
+        submission_id: the job's id.
+        returncode: exit status of ``ray job submit``: it waits for the job, following its logs, and
+            exits 1 when the job failed.
+        output: its stdout and stderr together (the job's logs included).
+    """
+
+    submission_id: str
+    returncode: int
+    output: str
+
+
+def _free_port_block(size: int) -> int:
+    """First port of ``size`` consecutive ports that were all free a moment ago."""
+    for _ in range(200):
+        first = random.randrange(20_000, 60_000 - size)
+        sockets = []
+        try:
+            for port in range(first, first + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no block of {size} free ports found for Ray's workers")
+
+
+def client_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for the head and its clients: no inherited cluster address, auth disabled."""
+    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    repo = str(Path(__file__).resolve().parents[1])
+    env.update(
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p),
+    )
+    env.update(extra or {})
+    return env
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop the process group led by ``process`` (``ray start --block`` stops its children on SIGTERM)."""
+    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # Children that outlived the leader are still in its group: make sure they are gone too.
+    end = time.monotonic() + 10.0
+    while time.monotonic() < end:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def start_ray_head(
+    num_cpus: int = 2,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    object_store_bytes: int = 500 * 1024**2,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> Iterator[RayHead]:
+    """Start a private Ray head with the dashboard and wait until its Jobs API answers.
+
+    Args:
+        num_cpus: logical CPUs of the node (keep it small: the machine is shared).
+        extra_env: added to the environment of the head (so also of its jobs and workers) and of
+            the yielded ``env``.
+        object_store_bytes: object store size.
+        ready_timeout_s: how long to wait for the Jobs API.
+
+    Yields:
+        The running head; it is stopped (its process group only) when the block ends.
+
+    Raises:
+        RuntimeError: ``ray start`` ended early (its output is in the message).
+        TimeoutError: the Jobs API did not answer in time.
+    """
+    temp_dir = Path(tempfile.mkdtemp(prefix="avs-rh-", dir="/tmp"))
+    env = client_env(extra_env)
+    gcs_port, dashboard_port = free_port(), free_port()
+    first_worker = _free_port_block(WORKER_PORTS)
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        f"--object-store-memory={object_store_bytes}",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--min-worker-port={first_worker}",
+        f"--max-worker-port={first_worker + WORKER_PORTS - 1}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+    log_path = temp_dir / "ray-start.log"
+    with log_path.open("wb") as log:
+        # A new session: the head leads its own process group, which is what teardown stops.
+        process = subprocess.Popen(
+            command, cwd=temp_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    head = RayHead(f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dashboard_port}", env)
+    try:
+        try:
+            wait_for_http(f"{head.dashboard_url}/api/jobs/", ready_timeout_s, alive=lambda: process.poll() is None)
+        except RuntimeError:
+            output = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"ray start --head ended (exit {process.poll()}):\n{output}") from None
+        yield head
+    finally:
+        _stop_group(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def submit_job(
+    head: RayHead,
+    entrypoint: Sequence[str],
+    *,
+    working_dir: str | os.PathLike[str] | None = None,
+    env_vars: Mapping[str, str] | None = None,
+    timeout_s: float = 600.0,
+) -> JobResult:
+    """Run ``ray job submit --address <dashboard> [...] -- <entrypoint>`` and wait for the job to end.
+
+    Args:
+        head: the cluster.
+        entrypoint: the job's command, e.g. ``["python", "-m", "data_prep", "build", ...]``.
+        working_dir: uploaded as the job's working directory; ``None`` runs the entrypoint where the
+            head started (the packages come from the virtualenv and ``PYTHONPATH``).
+        env_vars: the job's ``runtime_env`` environment variables.
+        timeout_s: limit for the whole submission.
+
+    Returns:
+        The submission id, the exit status of ``ray job submit`` and its output.
+    """
+    submission_id = f"test-{uuid.uuid4().hex[:12]}"
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "job",
+        "submit",
+        "--address",
+        head.dashboard_url,
+        "--submission-id",
+        submission_id,
+    ]
+    if working_dir is not None:
+        command += ["--working-dir", str(working_dir)]
+    if env_vars:
+        command += ["--runtime-env-json", json.dumps({"env_vars": dict(env_vars)})]
+    command += ["--", *entrypoint]
+    done = subprocess.run(command, env=head.env, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return JobResult(submission_id, done.returncode, done.stdout + done.stderr)
+
+
+def job_info(head: RayHead, submission_id: str) -> dict[str, Any]:
+    """The Jobs API record of a job (``status``, ``message``, ``entrypoint``, ...)."""
+    with urllib.request.urlopen(f"{head.dashboard_url}/api/jobs/{submission_id}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def job_status(head: RayHead, submission_id: str, wait_s: float = 0.0) -> str:
+    """A job's status (``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``STOPPED``).
+
+    Args:
+        head: the cluster.
+        submission_id: the job.
+        wait_s: keep asking this long while the job has not ended.
+    """
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            status = str(job_info(head, submission_id)["status"])
+        except (urllib.error.URLError, KeyError):
+            status = "UNKNOWN"
+        if status in TERMINAL_STATUSES or time.monotonic() >= end:
+            return status
+        time.sleep(1.0)
