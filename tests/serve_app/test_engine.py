@@ -130,8 +130,14 @@ def test_concurrent_threads_match_sequential_runs(
     for thread in threads:
         thread.join(timeout=120)
     assert not errors
-    np.testing.assert_array_equal(results[1], balanced_seed1)
-    np.testing.assert_array_equal(results[2], balanced_seed2)
+    # Generation is serialised by the engine's lock, so each thread gets its own seed's audio. It is
+    # not bit-identical to the main-thread runs: torch sizes its intra-op (OpenMP) team per calling
+    # thread, which changes float reduction order (seen in CI: max difference 3e-8). A request that
+    # leaked into the other's generation would differ far beyond the tolerance, as the two seeds do
+    # (about 7e-3 with the tiny model's random weights).
+    assert np.abs(balanced_seed1[: len(balanced_seed2)] - balanced_seed2[: len(balanced_seed1)]).max() > 1e-3
+    np.testing.assert_allclose(results[1], balanced_seed1, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(results[2], balanced_seed2, rtol=0, atol=1e-5)
 
 
 def test_compute_latents_shapes(engine: XttsEngine, voice: VoiceLatents, speech_wav: Path) -> None:
