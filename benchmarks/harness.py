@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import Request
+from fastapi.responses import Response
 
 API_KEY = "bench-key"
 SEED = 1234
@@ -31,6 +33,9 @@ VOICE = "alloy"
 RAY_CPUS = 4
 TTS_NUM_CPUS = 1.0
 READY_TIMEOUT_S = 180.0
+# The Serve-only floor application (serve_floor_app), deployed next to the service on the same Serve instance.
+FLOOR_APP = "serve-floor"
+FLOOR_PREFIX = "/serve-floor"
 
 
 def free_port() -> int:
@@ -146,6 +151,56 @@ def deployed(storage: Path, **tts: Any) -> Iterator[Service]:
         yield Service(url=url, args=args)
     finally:
         serve.shutdown()
+
+
+def serve_floor_app() -> Any:
+    """A Serve application with none of the service's code in it: Serve's own cost per request here.
+
+    ``GET /plain`` is answered by the ingress replica; ``GET /call`` also makes one handle call to an
+    empty deployment; ``POST /call?size=N`` reads a JSON body and makes one handle call that returns
+    ``N`` bytes, sent back as the body (the shape of ``POST /tts``, with no work in it).
+    Deployments take 0.1 CPU each, like the service's ingress.
+    """
+    from fastapi import FastAPI
+    from ray import serve
+
+    api = FastAPI()
+    handles: dict[str, Any] = {}
+
+    def empty() -> Any:
+        # Looked up in the replica on first use: a handle cannot travel inside the pickled FastAPI app.
+        if "empty" not in handles:
+            handles["empty"] = serve.get_deployment_handle("FloorEmpty", app_name=FLOOR_APP)
+        return handles["empty"]
+
+    @api.get("/plain")
+    async def plain() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/call")
+    async def call() -> dict[str, str]:
+        return {"status": await empty().ping.remote()}
+
+    @api.post("/call")  # Request and Response are imported at module level: FastAPI resolves the annotations there
+    async def call_with_body(request: Request, size: int) -> Response:
+        await request.json()
+        return Response(await empty().audio.remote(size), media_type="audio/pcm")
+
+    @serve.deployment(name="FloorEmpty", ray_actor_options={"num_cpus": 0.1})
+    class FloorEmpty:
+        async def ping(self) -> str:
+            return "ok"
+
+        async def audio(self, size: int) -> bytes:
+            return bytes(size)
+
+    @serve.deployment(name="FloorIngress", ray_actor_options={"num_cpus": 0.1})
+    @serve.ingress(api)
+    class FloorIngress:
+        def __init__(self, empty: Any) -> None:
+            self.empty = empty  # binding it makes FloorEmpty part of the application
+
+    return FloorIngress.bind(FloorEmpty.bind())
 
 
 @dataclass(frozen=True)

@@ -94,14 +94,28 @@ class TTSDeployment:
             log.warning("model %s unusable, falling back to %s: %s", model_id, self._default_id, exc)
             return self._base, self._default_id, f"model '{model_id}' could not be loaded: {exc}"
 
-    def _voice(self, engine: XttsEngine, request: SynthesisRequest) -> tuple[VoiceLatents, str]:
+    async def _voice(self, engine: XttsEngine, request: SynthesisRequest) -> tuple[VoiceLatents, str]:
+        """The request's voice and its name.
+
+        A built-in speaker is a dictionary lookup, answered on the event loop; uploaded references and
+        stored voices (disk reads, latents computed) go to a worker thread.
+        """
+        if not request.references:
+            speaker = self._speaker(request)[1]
+            builtin = engine.builtin_voice(speaker)
+            if builtin is not None:
+                return builtin, speaker
+        return await asyncio.to_thread(self._computed_voice, engine, request)
+
+    def _speaker(self, request: SynthesisRequest) -> tuple[str, str]:
+        """The requested voice name and the speaker it maps to (OpenAI voice names map to built-ins)."""
+        name = request.voice or self._settings.default_voice
+        return name, self._settings.openai_voices.get(name, name)
+
+    def _computed_voice(self, engine: XttsEngine, request: SynthesisRequest) -> tuple[VoiceLatents, str]:
         if request.references:
             return engine.compute_latents(request.references), "uploaded reference"
-        name = request.voice or self._settings.default_voice
-        speaker = self._settings.openai_voices.get(name, name)
-        builtin = engine.builtin_voice(speaker)
-        if builtin is not None:
-            return builtin, speaker
+        name, speaker = self._speaker(request)
         if self._voices.exists(name):
             key = (name, engine.report.model_id)
             with self._cache_lock:
@@ -126,7 +140,7 @@ class TTSDeployment:
         language = engine.language(request.language or self._settings.default_language)
         params = resolve_params(request.profile, request.overrides)
         engine.pieces(request.text, language, params)  # validates before any compute
-        latents, voice = await asyncio.to_thread(self._voice, engine, request)
+        latents, voice = await self._voice(engine, request)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
         from voice_core.audio import MEDIA_TYPES
 
@@ -150,13 +164,14 @@ class TTSDeployment:
 
         engine, latents, result, params = await self._prepare(request)
         stats = SynthesisStats()
-        samples = await asyncio.to_thread(
-            engine.synthesize, request.text, result.language, latents, params, result.seed, stats
-        )
+
+        def synthesize_and_encode() -> tuple[Any, bytes]:  # one worker-thread hop for both
+            samples = engine.synthesize(request.text, result.language, latents, params, result.seed, stats)
+            return samples, b"" if request.raw else encode_audio(samples, engine.sample_rate, request.response_format)
+
+        samples, result.audio = await asyncio.to_thread(synthesize_and_encode)
         if request.raw:
             result.samples = samples
-        else:
-            result.audio = await asyncio.to_thread(encode_audio, samples, engine.sample_rate, request.response_format)
         result.pieces, result.audio_seconds = stats.pieces, len(samples) / engine.sample_rate
         result.synth_seconds, result.first_chunk_s = stats.total_s, stats.first_chunk_s
         return result
@@ -196,8 +211,12 @@ class TTSDeployment:
         wrapper = getattr(self._multiplex_holder, "__serve_multiplex_wrapper", None)
         return list(getattr(wrapper, "models", {}).keys())
 
-    def info(self) -> dict[str, Any]:
-        """Replica status for ``/health/engines``: device, model report, loaded models, last error."""
+    async def info(self) -> dict[str, Any]:
+        """Replica status for ``/health/engines``: device, model report, loaded models, last error.
+
+        Async although it never awaits: Serve runs a replica's sync methods in a thread pool, a hop
+        this lookup does not need.
+        """
         context = serve.get_replica_context()
         return {
             "status": "ok",
