@@ -67,7 +67,7 @@ def service(ray_session: int, tiny_model_dir: Path, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian Chromium driven by Playwright."""
+    """Headless Debian Chromium driven by Playwright (a fake microphone that needs no permission prompt)."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: apt-get install -y chromium (./run.sh test installs it)")
     from playwright.sync_api import sync_playwright
@@ -76,7 +76,12 @@ def browser() -> Iterator[object]:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
-            args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"],
+            args=[
+                "--autoplay-policy=no-user-gesture-required",
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
         )
         try:
             yield browser

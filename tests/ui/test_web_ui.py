@@ -64,6 +64,55 @@ def test_speak_whole_and_streamed(ready_page, service: ServiceInfo) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
 
+def test_streamed_mp3_plays_before_the_response_has_finished(ready_page) -> None:
+    page = ready_page
+    assert page.evaluate("MediaSource.isTypeSupported('audio/mpeg')")
+    page.fill("#speak-text", " ".join(["This sentence is streamed to the browser as it is spoken."] * 4))
+    page.check("#speak-stream")
+    page.select_option("#speak-format", "mp3")
+    assert "as the chunks arrive" in page.inner_text("#speak-stream-info")
+    page.click("#speak-submit")
+    first = page.locator("#speak-first-playback[data-ms]")
+    first.wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('#speak-submit').disabled", timeout=120_000)
+    assert "progressive" in page.inner_text("#speak-stats")
+    total_dt = page.locator("#speak-stats").get_by_text("Total time", exact=True)
+    total_s = float(total_dt.locator("xpath=following-sibling::dd[1]").inner_text().split()[0])
+    first_s = float(first.get_attribute("data-ms")) / 1000
+    assert 0 < first_s < total_s, (first_s, total_s)
+    assert page.evaluate("document.querySelector('#speak-audio').src").startswith("blob:")
+    assert wait_audio(page.locator("#speak-audio")) > 0.1
+    assert page.get_attribute("#speak-download", "download") == "speech.mp3"
+    size = page.evaluate(
+        "async () => (await (await fetch(document.querySelector('#speak-download').href)).blob()).size"
+    )
+    assert size > 1000
+
+    page.select_option("#speak-format", "wav")
+    assert "collected" in page.inner_text("#speak-stream-info")
+
+
+def test_reference_recorded_from_the_microphone(ready_page) -> None:
+    page = ready_page
+    page.context.grant_permissions(["microphone"])
+    page.select_option("#speak-voice", "__upload__")
+    record = page.get_by_role("button", name="Record from the microphone")
+    stop = page.get_by_role("button", name="Stop recording")
+    assert stop.is_disabled()
+    record.focus()
+    page.keyboard.press("Enter")
+    page.locator("#speak-record-status", has_text="Recording… 2 s").wait_for(timeout=10_000)
+    assert page.evaluate("document.activeElement.id") == "speak-record-stop"
+    page.keyboard.press("Enter")
+    page.locator("#speak-record-status", has_text="Recorded").wait_for()
+    assert page.evaluate("document.querySelector('#speak-reference').files[0].name") == "recording.webm"
+    page.locator("#speak-reference-info", has_text="recording.webm: ").wait_for()
+    page.fill("#speak-text", "Speaking with my recorded voice.")
+    page.click("#speak-submit")
+    assert wait_audio(page.locator("#speak-audio"), 180_000) > 0.1
+    assert page.inner_text("#speak-error") == ""
+
+
 def test_bad_input_shows_its_error_next_to_the_control(ready_page) -> None:
     page = ready_page
     page.click("#view-speak summary")
