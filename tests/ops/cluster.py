@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,14 @@ def replicas(head: RayHead, app_name: str, name: str, state: str | None = "RUNNI
     details = deployment(head, app_name, name)
     found = details["replicas"] if details else []
     return [r for r in found if state is None or r["state"] == state]
+
+
+def actor_state(head: RayHead, actor_name: str) -> str | None:
+    """State of a named actor in the state API (``PENDING_CREATION``, ``ALIVE``, ``DEAD``, ...), or None."""
+    query = urllib.parse.urlencode({"filter_keys": "name", "filter_predicates": "=", "filter_values": actor_name})
+    with urllib.request.urlopen(f"{head.dashboard_url}/api/v0/actors?{query}", timeout=30) as response:
+        found = json.loads(response.read())["data"]["result"]["result"]
+    return found[-1]["state"] if found else None
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 1.0) -> T:
