@@ -148,20 +148,38 @@ def _node_args(
     resources: Mapping[str, float] | None,
     object_store_bytes: int,
     temp_dir: Path,
+    reserved: Sequence[int] = (),
 ) -> list[str]:
-    """``ray start`` options every node of a test cluster gets: its resources, private ports and temp dir."""
-    first_worker = _free_port_block(WORKER_PORTS)
+    """``ray start`` options every node of a test cluster gets: its resources, private ports and temp dir.
+
+    ``reserved`` are ports the caller already chose for the node (the head's GCS and dashboard): the
+    ports chosen here avoid them.
+    """
+    taken = set(reserved)
+    while True:
+        first_worker = _free_port_block(WORKER_PORTS)
+        workers = range(first_worker, first_worker + WORKER_PORTS)
+        if not taken.intersection(workers):
+            break
+
+    def port() -> int:
+        # Free now, outside the worker block and unique among this node's ports (Ray checks both).
+        while (candidate := free_port()) in workers or candidate in taken:
+            continue
+        taken.add(candidate)
+        return candidate
+
     return [
         f"--num-cpus={num_cpus}",
         f"--num-gpus={num_gpus}",
         *([f"--resources={json.dumps(dict(resources))}"] if resources else []),
         f"--object-store-memory={object_store_bytes}",
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
+        f"--node-manager-port={port()}",
+        f"--object-manager-port={port()}",
+        f"--dashboard-agent-listen-port={port()}",
+        f"--dashboard-agent-grpc-port={port()}",
+        f"--metrics-export-port={port()}",
+        f"--runtime-env-agent-port={port()}",
         f"--min-worker-port={first_worker}",
         f"--max-worker-port={first_worker + WORKER_PORTS - 1}",
         f"--temp-dir={temp_dir}",
@@ -200,7 +218,9 @@ def start_ray_head(
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="avs-rh-", dir="/tmp"))
     env = client_env(extra_env)
-    gcs_port, dashboard_port = free_port(), free_port()
+    gcs_port, dashboard_port, client_port = free_port(), free_port(), free_port()
+    while len({gcs_port, dashboard_port, client_port}) < 3:
+        dashboard_port, client_port = free_port(), free_port()
     command = [
         str(Path(sys.executable).parent / "ray"),
         "start",
@@ -211,8 +231,10 @@ def start_ray_head(
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
-        f"--ray-client-server-port={free_port()}",
-        *_node_args(num_cpus, num_gpus, resources, object_store_bytes, temp_dir),
+        f"--ray-client-server-port={client_port}",
+        *_node_args(
+            num_cpus, num_gpus, resources, object_store_bytes, temp_dir, (gcs_port, dashboard_port, client_port)
+        ),
     ]
     log_path = temp_dir / "ray-start.log"
     with log_path.open("wb") as log:
