@@ -81,11 +81,17 @@ def replicas(head: RayHead, app_name: str, name: str, state: str | None = "RUNNI
     return [r for r in found if state is None or r["state"] == state]
 
 
+def actors(head: RayHead, key: str, value: str) -> list[dict[str, Any]]:
+    """Actors whose ``key`` equals ``value`` in the state API, with details (``state``, ``node_id``, ``pid``,
+    ``class_name``, ``required_resources``, ...)."""
+    query = urllib.parse.urlencode({"filter_keys": key, "filter_predicates": "=", "filter_values": value})
+    with urllib.request.urlopen(f"{head.dashboard_url}/api/v0/actors?{query}&detail=1", timeout=30) as response:
+        return json.loads(response.read())["data"]["result"]["result"]
+
+
 def actor_state(head: RayHead, actor_name: str) -> str | None:
-    """State of a named actor in the state API (``PENDING_CREATION``, ``ALIVE``, ``DEAD``, ...), or None."""
-    query = urllib.parse.urlencode({"filter_keys": "name", "filter_predicates": "=", "filter_values": actor_name})
-    with urllib.request.urlopen(f"{head.dashboard_url}/api/v0/actors?{query}", timeout=30) as response:
-        found = json.loads(response.read())["data"]["result"]["result"]
+    """State of a named actor (``PENDING_CREATION``, ``ALIVE``, ``DEAD``, ...), or None."""
+    found = actors(head, "name", actor_name)
     return found[-1]["state"] if found else None
 
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.data_prep.corpus import MAIN_A, MAIN_B, MORE, speak_recording
-from tests.ops.cluster import wait_until, write_artifact
+from tests.ops.cluster import actors, wait_until, write_artifact
 from tests.ray_head import JobResult, RayHead, RayWorkerNode, start_ray_head, start_ray_worker, submit_job
 
 pytestmark = pytest.mark.slow
@@ -45,10 +42,7 @@ def _build(head: RayHead, recordings: Path, out: Path, storage: Path) -> JobResu
 
 def _transcriber_node(head: RayHead) -> str | None:
     """Node of the live Ray Data actor that reserves the transcriber's CPUs (the other stages take 0.25)."""
-    query = urllib.parse.urlencode({"filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"})
-    with urllib.request.urlopen(f"{head.dashboard_url}/api/v0/actors?{query}&detail=1", timeout=30) as response:
-        actors = json.loads(response.read())["data"]["result"]["result"]
-    for actor in actors:
+    for actor in actors(head, "state", "ALIVE"):
         if (
             "MapWorker" in actor.get("class_name", "")
             and actor.get("required_resources", {}).get("CPU") == TRANSCRIBE_CPUS
