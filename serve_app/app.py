@@ -13,7 +13,7 @@ from voice_core.settings import Settings
 def tts_deployment_options(args: TTSDeploymentArgs) -> dict[str, Any]:
     """Translate the TTS arguments into Ray Serve deployment options."""
     return {
-        "ray_actor_options": {"num_cpus": args.num_cpus, "num_gpus": args.num_gpus},
+        "ray_actor_options": {"num_cpus": args.num_cpus, "num_gpus": args.num_gpus, "resources": args.resources},
         "autoscaling_config": args.autoscaling.model_dump(),
         "max_ongoing_requests": args.max_ongoing_requests,
         "max_queued_requests": args.max_queued_requests,

@@ -26,6 +26,11 @@ class TTSDeploymentArgs(BaseModel):
 
     num_gpus: float = Field(default=0.0, ge=0, description="GPU share per replica (fractions pack replicas).")
     num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica.")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per replica, e.g. {'tts_node': 1} to keep replicas on the nodes "
+        "started with that resource (ray start --resources).",
+    )
     autoscaling: AutoscalingArgs = Field(default_factory=AutoscalingArgs)
     max_ongoing_requests: int = Field(default=4, ge=1, description="Requests one replica works on at once.")
     max_queued_requests: int = Field(

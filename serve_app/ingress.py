@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.routes import datasets, info, jobs, speech, training, ui, voices
 from serve_app.routes.context import IngressContext, ctx, set_context
-from voice_core.errors import OverloadedError, UnauthorizedError, VoiceError
+from voice_core.errors import OverloadedError, ReplicaLostError, UnauthorizedError, VoiceError
 from voice_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,21 @@ def error_response(status: int, error_type: str, message: str, request_id: str) 
 
 
 def as_voice_error(exc: BaseException) -> VoiceError | None:
-    """Return the project error behind ``exc`` (also when Ray wrapped it on the way back)."""
+    """Return the project error behind ``exc`` (also when Ray wrapped it on the way back).
+
+    A replica that died while it held the request (``RayActorError``: its process or node was lost)
+    becomes :class:`ReplicaLostError`, a 503 the caller can retry, rather than an internal error.
+    """
+    from ray.exceptions import RayActorError
+
     cause = getattr(exc, "cause", None)
     if isinstance(cause, VoiceError):
         return cause
+    if isinstance(exc, RayActorError):
+        return ReplicaLostError(
+            "the replica working on this request was lost (its process or node failed); retry: another replica "
+            "will answer"
+        )
     return exc if isinstance(exc, VoiceError) else None
 
 

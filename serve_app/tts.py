@@ -214,9 +214,16 @@ class TTSDeployment:
     async def info(self) -> dict[str, Any]:
         """Replica status for ``/health/engines``: device, model report, loaded models, last error.
 
+        ``gpu_ids`` are the GPUs Ray assigned to the replica (``num_gpus`` > 0) and ``cuda_available``
+        whether this process sees a CUDA device: a replica given a GPU on a node without CUDA runs on
+        CPU and says so here.
+
         Async although it never awaits: Serve runs a replica's sync methods in a thread pool, a hop
         this lookup does not need.
         """
+        import ray
+        import torch
+
         context = serve.get_replica_context()
         return {
             "status": "ok",
@@ -224,6 +231,8 @@ class TTSDeployment:
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self._started, 1),
             "device": self._base.report.device,
+            "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+            "cuda_available": torch.cuda.is_available(),
             "sample_rate": self._base.sample_rate,
             "languages": self._base.languages,
             "default_model": self._default_id,

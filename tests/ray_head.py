@@ -142,10 +142,57 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.2)
 
 
+def _node_args(
+    num_cpus: int,
+    num_gpus: int,
+    resources: Mapping[str, float] | None,
+    object_store_bytes: int,
+    temp_dir: Path,
+    reserved: Sequence[int] = (),
+) -> list[str]:
+    """``ray start`` options every node of a test cluster gets: its resources, private ports and temp dir.
+
+    ``reserved`` are ports the caller already chose for the node (the head's GCS and dashboard): the
+    ports chosen here avoid them.
+    """
+    taken = set(reserved)
+    while True:
+        first_worker = _free_port_block(WORKER_PORTS)
+        workers = range(first_worker, first_worker + WORKER_PORTS)
+        if not taken.intersection(workers):
+            break
+
+    def port() -> int:
+        # Free now, outside the worker block and unique among this node's ports (Ray checks both).
+        while (candidate := free_port()) in workers or candidate in taken:
+            continue
+        taken.add(candidate)
+        return candidate
+
+    return [
+        f"--num-cpus={num_cpus}",
+        f"--num-gpus={num_gpus}",
+        *([f"--resources={json.dumps(dict(resources))}"] if resources else []),
+        f"--object-store-memory={object_store_bytes}",
+        f"--node-manager-port={port()}",
+        f"--object-manager-port={port()}",
+        f"--dashboard-agent-listen-port={port()}",
+        f"--dashboard-agent-grpc-port={port()}",
+        f"--metrics-export-port={port()}",
+        f"--runtime-env-agent-port={port()}",
+        f"--min-worker-port={first_worker}",
+        f"--max-worker-port={first_worker + WORKER_PORTS - 1}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+
+
 @contextlib.contextmanager
 def start_ray_head(
     num_cpus: int = 2,
     *,
+    num_gpus: int = 0,
+    resources: Mapping[str, float] | None = None,
     extra_env: Mapping[str, str] | None = None,
     object_store_bytes: int = 500 * 1024**2,
     ready_timeout_s: float = READY_TIMEOUT_S,
@@ -154,6 +201,9 @@ def start_ray_head(
 
     Args:
         num_cpus: logical CPUs of the node (keep it small: the machine is shared).
+        num_gpus: logical GPUs the node advertises. Ray schedules on them without any CUDA device
+            being present (what the GPU scheduling tests use on CPU machines).
+        resources: custom resources of the node, e.g. ``{"avs_head": 1}``.
         extra_env: added to the environment of the head (so also of its jobs and workers) and of
             the yielded ``env``.
         object_store_bytes: object store size.
@@ -168,8 +218,9 @@ def start_ray_head(
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="avs-rh-", dir="/tmp"))
     env = client_env(extra_env)
-    gcs_port, dashboard_port = free_port(), free_port()
-    first_worker = _free_port_block(WORKER_PORTS)
+    gcs_port, dashboard_port, client_port = free_port(), free_port(), free_port()
+    while len({gcs_port, dashboard_port, client_port}) < 3:
+        dashboard_port, client_port = free_port(), free_port()
     command = [
         str(Path(sys.executable).parent / "ray"),
         "start",
@@ -177,21 +228,13 @@ def start_ray_head(
         "--block",
         "--node-ip-address=127.0.0.1",
         f"--port={gcs_port}",
-        f"--num-cpus={num_cpus}",
-        "--num-gpus=0",
-        f"--object-store-memory={object_store_bytes}",
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard_port}",
-        f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--min-worker-port={first_worker}",
-        f"--max-worker-port={first_worker + WORKER_PORTS - 1}",
-        f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
+        f"--ray-client-server-port={client_port}",
+        *_node_args(
+            num_cpus, num_gpus, resources, object_store_bytes, temp_dir, (gcs_port, dashboard_port, client_port)
+        ),
     ]
     log_path = temp_dir / "ray-start.log"
     with log_path.open("wb") as log:
@@ -275,3 +318,93 @@ def job_status(head: RayHead, submission_id: str, wait_s: float = 0.0) -> str:
         if status in TERMINAL_STATUSES or time.monotonic() >= end:
             return status
         time.sleep(1.0)
+
+
+class RayWorkerNode(NamedTuple):
+    """A worker node started by :func:`start_ray_worker`.
+
+    Attributes:
+        node_id: its Ray node id (hex), as the state API and Serve's replica details report it.
+        process: the ``ray start --block`` process; it leads the node's process group (raylet,
+            agents, every worker process of the node).
+    """
+
+    node_id: str
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """Lose the node at once: SIGKILL to its whole process group, as when a machine dies."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+
+
+def list_nodes(head: RayHead) -> list[dict[str, Any]]:
+    """The cluster's nodes from the dashboard's state API (``node_id``, ``state``, ``resources_total``, ...)."""
+    with urllib.request.urlopen(f"{head.dashboard_url}/api/v0/nodes?limit=100", timeout=10) as response:
+        return json.loads(response.read())["data"]["result"]["result"]
+
+
+@contextlib.contextmanager
+def start_ray_worker(
+    head: RayHead,
+    num_cpus: int = 1,
+    *,
+    num_gpus: int = 0,
+    resources: Mapping[str, float] | None = None,
+    object_store_bytes: int = 200 * 1024**2,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> Iterator[RayWorkerNode]:
+    """Join a worker node (``ray start --address <head> --block``) to ``head`` on this machine.
+
+    The node has its own ports and temp dir and leads its own process group, so a test can stop it
+    alone (:meth:`RayWorkerNode.kill`) to simulate a lost machine.
+
+    Args:
+        head: the cluster to join.
+        num_cpus: logical CPUs of the node.
+        num_gpus: logical GPUs of the node.
+        resources: custom resources of the node.
+        object_store_bytes: object store size.
+        ready_timeout_s: how long to wait until the head lists the node as alive.
+
+    Yields:
+        The node; at the end its process group is stopped (if a test has not killed it already).
+
+    Raises:
+        RuntimeError: ``ray start`` ended early.
+        TimeoutError: the node did not register in time.
+    """
+    temp_dir = Path(tempfile.mkdtemp(prefix="avs-rw-", dir="/tmp"))
+    # A resource only this node has: how its node id is found in the head's node list.
+    marker = f"avs_node_{uuid.uuid4().hex[:8]}"
+    command = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        f"--address={head.address}",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        *_node_args(num_cpus, num_gpus, {**(resources or {}), marker: 1}, object_store_bytes, temp_dir),
+    ]
+    log_path = temp_dir / "ray-start.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=temp_dir, env=head.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        end = time.monotonic() + ready_timeout_s
+        node_id = None
+        while node_id is None:
+            if process.poll() is not None:
+                output = log_path.read_text(errors="replace")[-4000:]
+                raise RuntimeError(f"ray start --address ended (exit {process.poll()}):\n{output}")
+            if time.monotonic() > end:
+                raise TimeoutError(f"worker node did not join {head.address} within {ready_timeout_s}s")
+            with contextlib.suppress(urllib.error.URLError, KeyError, TimeoutError):
+                alive = [n for n in list_nodes(head) if n["state"] == "ALIVE" and marker in n["resources_total"]]
+                node_id = alive[0]["node_id"] if alive else None
+            time.sleep(1.0)
+        yield RayWorkerNode(node_id, process)
+    finally:
+        _stop_group(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)

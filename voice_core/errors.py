@@ -62,6 +62,13 @@ class OverloadedError(VoiceError, RuntimeError):
     error_type = "overloaded"
 
 
+class ReplicaLostError(VoiceError, RuntimeError):
+    """The replica working on the request died (its process or its node was lost); a retry goes to another."""
+
+    status_code = 503
+    error_type = "replica_lost"
+
+
 class NotFoundError(VoiceError, LookupError):
     """A requested object (model, voice, job, dataset, run) does not exist."""
 

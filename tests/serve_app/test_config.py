@@ -30,7 +30,7 @@ def test_serve_config_args_reach_tts_deployment_options(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     args = AppArgs.model_validate(_config()["applications"][0]["args"])
     options = tts_deployment_options(args.tts)
-    assert options["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0}
+    assert options["ray_actor_options"] == {"num_cpus": 1, "num_gpus": 0, "resources": {}}
     assert options["autoscaling_config"]["max_replicas"] == 1
     assert options["max_queued_requests"] == 32
     # Ray itself accepts the options (it validates them in Deployment.options).
@@ -42,6 +42,8 @@ def test_serve_config_args_reach_tts_deployment_options(tmp_path: Path, monkeypa
 def test_fractional_gpu_share_is_accepted_and_unknown_keys_are_rejected() -> None:
     args = AppArgs.model_validate({"tts": {"num_gpus": 0.5, "autoscaling": {"max_replicas": 4}}})
     assert tts_deployment_options(args.tts)["ray_actor_options"]["num_gpus"] == 0.5
+    pinned = AppArgs.model_validate({"tts": {"resources": {"tts_node": 1}}})
+    assert TTSDeployment.options(**tts_deployment_options(pinned.tts)).ray_actor_options["resources"] == {"tts_node": 1}
     with pytest.raises(ValidationError, match="num_gpu"):
         AppArgs.model_validate({"tts": {"num_gpu": 1}})
     with pytest.raises(ValidationError, match="num_gpus"):

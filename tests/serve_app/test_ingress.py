@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from serve_app import ingress, metrics
 from serve_app.protocol import SynthesisRequest, SynthesisResult
 from serve_app.routes import context
-from voice_core.errors import OverloadedError
+from voice_core.errors import OverloadedError, ReplicaLostError
 from voice_core.settings import Settings
 
 API_KEY = "unit-key"
@@ -160,6 +160,17 @@ def test_project_error_from_the_replica_keeps_status_and_retry_after(
     assert "capacity" in error["message"]
     assert response.headers["retry-after"] == "1"
     assert [(r[0], r[1], r[3]) for r in recorded] == [("/tts", 503, OverloadedError.error_type)]
+
+
+def test_replica_lost_mid_request_is_a_503_to_retry(client: TestClient, tts: FakeTTS, recorded: list[tuple]) -> None:
+    from ray.exceptions import ActorDiedError
+
+    tts.error = ActorDiedError()
+    response = client.post("/tts", json={"text": "Hi."}, headers=AUTH)
+    error = error_of(response, 503, ReplicaLostError.error_type)
+    assert "retry" in error["message"]
+    assert response.headers["retry-after"] == "1"
+    assert [(r[0], r[1], r[3]) for r in recorded] == [("/tts", 503, ReplicaLostError.error_type)]
 
 
 def test_unexpected_error_is_a_500_that_hides_the_details(client: TestClient, tts: FakeTTS) -> None:
