@@ -67,6 +67,7 @@ class BatchRequest:
         params: sampling parameters.
         seed: seed of the request's own random generator.
         stream_unit: None for whole audio; ``tokens`` or ``pieces`` as in :meth:`XttsEngine.stream`.
+        max_new_tokens: audio tokens after which each piece ends; None: the model's limit.
     """
 
     text: str
@@ -75,6 +76,7 @@ class BatchRequest:
     params: SamplingParams
     seed: int
     stream_unit: str | None = None
+    max_new_tokens: int | None = None
 
 
 class XttsEngine:
@@ -318,6 +320,9 @@ class XttsEngine:
         has one, in one batch. Gaps between pieces are yielded as :meth:`stream` yields them.
         """
         items = [self.piece_items(r.text, r.language, r.voice, r.params, r.seed, r.stream_unit) for r in requests]
+        for request, pieces in zip(requests, items, strict=True):
+            for item in pieces:
+                item.max_new_tokens = request.max_new_tokens
         gap = np.zeros(int(PIECE_GAP_S * self.sample_rate), dtype=np.float32)
         for round_index in range(max(len(i) for i in items)):
             owners = [n for n, pieces in enumerate(items) if round_index < len(pieces)]
