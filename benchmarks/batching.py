@@ -9,6 +9,8 @@ each) arrive together:
   batch of one, which is coqui's ``Xtts.inference`` bit for bit (tests/serve_app/test_batch_decode.py);
 - batched: they are decoded together in one batch (``max_batch_size`` at least the level).
 
+Each level runs both paths twice, alternating which goes first, and keeps each path's best round.
+
 A request's latency is from the common start to its last audio. ``--model tiny`` (the default on CPU)
 is the tiny random-weight model with its 77-token limit; ``--model release`` (the default when CUDA is
 present) is a random-weight model of the release's size (30 layers, 1024 channels) decoding a fixed
@@ -29,6 +31,7 @@ from benchmarks.report import Result, Table, cli, summary_ms
 NAME = "batching"
 LEVELS: tuple[int, ...] = (1, 4, 8, 16)
 LEVELS_QUICK: tuple[int, ...] = (1, 2)
+ROUNDS = 2
 TARGET_LEVEL = 8
 TARGET_RATIO = 3.0
 RELEASE_TOKENS = 200
@@ -125,6 +128,7 @@ def run(out_dir: Path, quick: bool, model: str = "auto") -> dict[str, Any]:
     if model == "auto":
         model = "release" if torch.cuda.is_available() else "tiny"
     levels = LEVELS_QUICK if quick else LEVELS
+    rounds = 1 if quick else ROUNDS
     root = Path(tempfile.mkdtemp(prefix="avs-batching-"))
     try:
         engine, tokens = load(model, root)
@@ -136,6 +140,7 @@ def run(out_dir: Path, quick: bool, model: str = "auto") -> dict[str, Any]:
                 "device": engine.report.device,
                 "torch_threads": torch.get_num_threads(),
                 "levels": list(levels),
+                "rounds_per_level": rounds,
                 "max_new_tokens": tokens or engine.model.gpt.max_gen_mel_tokens,
                 "profile": "balanced",
                 "texts": [t for t, _ in TEXTS],
@@ -145,9 +150,15 @@ def run(out_dir: Path, quick: bool, model: str = "auto") -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
         for level in levels:
             requests = requests_for(engine, level, tokens)
-            row = {"concurrent": level}
-            for mode in ("unbatched", "batched"):
-                row[mode] = measure(engine, requests, batched=mode == "batched")
+            row: dict[str, Any] = {"concurrent": level}
+            for round_index in range(rounds):
+                # Alternate which path goes first, and keep each path's best round: other load on the
+                # machine only ever slows a round down.
+                order = ("unbatched", "batched") if round_index % 2 == 0 else ("batched", "unbatched")
+                for mode in order:
+                    measured = measure(engine, requests, batched=mode == "batched")
+                    if mode not in row or measured["audio_s_per_s"] > row[mode]["audio_s_per_s"]:
+                        row[mode] = measured
             row["throughput_ratio"] = round(row["batched"]["audio_s_per_s"] / row["unbatched"]["audio_s_per_s"], 3)
             rows.append(row)
             print(f"{level} concurrent: batched/unbatched throughput {row['throughput_ratio']:.2f}x", flush=True)
