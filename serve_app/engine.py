@@ -278,17 +278,19 @@ class XttsEngine:
         language = self.language(language)
         generator = torch.Generator(device=self.model.device).manual_seed(seed)
         chunk_tokens = params.stream_chunk_tokens if unit == "tokens" else None
-        return [
-            DecodeItem(
-                encode_piece(self.model, piece, language),
-                voice.gpt_cond_latent,
-                voice.speaker_embedding,
-                params,
-                generator,
-                chunk_tokens,
+        items = []
+        for piece in self.pieces(text, language, params):
+            tokens = encode_piece(self.model, piece, language)
+            # coqui's inference asserts this; checked here so one bad piece cannot fail a whole batch.
+            if tokens.shape[-1] >= self.model.args.gpt_max_text_tokens:
+                raise InvalidInputError(
+                    f"a piece of the text is {tokens.shape[-1]} tokens long; the model takes fewer than "
+                    f"{self.model.args.gpt_max_text_tokens}: lower split_chars"
+                )
+            items.append(
+                DecodeItem(tokens, voice.gpt_cond_latent, voice.speaker_embedding, params, generator, chunk_tokens)
             )
-            for piece in self.pieces(text, language, params)
-        ]
+        return items
 
     def decode(self, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         """Decode pieces of several requests together (see :mod:`serve_app.batch_decode`).

@@ -142,3 +142,13 @@ def test_processors_follow_generate() -> None:
         "TopPLogitsWarper",
     ]
     assert [type(p).__name__ for p in logits_processors(GREEDY)] == ["RepetitionPenaltyLogitsProcessor"]
+
+
+def test_a_piece_too_long_for_the_model_is_refused_before_batching(
+    engine: XttsEngine, voices: list[VoiceLatents]
+) -> None:
+    from voice_core.errors import InvalidInputError
+
+    params = resolve_params("balanced", {"split_chars": 3000})
+    with pytest.raises(InvalidInputError, match="lower split_chars"):
+        engine.piece_items("word " * 600, "en", voices[0], params, seed=1)
