@@ -10,6 +10,7 @@ BENCHMARKS: dict[str, str] = {
     "streaming_ttfb": "time to first audio byte vs total time for ~300 characters",
     "voice_cache": "stored voice (cached latents) vs reference audio uploaded with every request",
     "throughput": "requests/s and latency with 1, 4 and 16 concurrent clients",
+    "batching": "audio s per wall s and p95 latency with 1-16 concurrent requests: batched vs unbatched decoding",
     "data_prep_throughput": "audio s per wall s: Ray Data pipeline vs a sequential loop",
     "training_step": "peak memory and time of one XTTS GPT training step: LoRA vs full",
 }

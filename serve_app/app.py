@@ -20,6 +20,8 @@ def tts_deployment_options(args: TTSDeploymentArgs) -> dict[str, Any]:
         "health_check_period_s": args.health_check_period_s,
         "health_check_timeout_s": args.health_check_timeout_s,
         "graceful_shutdown_timeout_s": args.graceful_shutdown_timeout_s,
+        # Changeable on running replicas (Serve calls TTSDeployment.reconfigure); unset keys: settings.
+        "user_config": args.batching.model_dump(exclude_none=True),
     }
 
 

@@ -19,6 +19,25 @@ class AutoscalingArgs(BaseModel):
     downscale_delay_s: float = Field(default=120.0, ge=0, description="Idle time before removing replicas.")
 
 
+class BatchingConfig(BaseModel):
+    """Request batching of the TTS deployment: its Serve ``user_config``, changeable on a running replica.
+
+    A field left out keeps the replica's settings value (``AVS_BATCH_MAX_SIZE``, ``AVS_BATCH_WAIT_S``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_max_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Most pieces of text decoded together on one replica; 1 turns batching off.",
+    )
+    batch_wait_s: float | None = Field(
+        default=None, ge=0, le=5, description="Longest wait for a batch to fill before decoding starts, seconds."
+    )
+
+
 class TTSDeploymentArgs(BaseModel):
     """Scheduling and queueing of the TTS model deployment."""
 
@@ -38,6 +57,9 @@ class TTSDeploymentArgs(BaseModel):
     )
     max_models_per_replica: int = Field(
         default=2, ge=1, description="Fine-tuned models/adapters one replica keeps loaded (LRU eviction)."
+    )
+    batching: BatchingConfig = Field(
+        default_factory=BatchingConfig, description="Request batching (the deployment's user_config)."
     )
     health_check_period_s: float = Field(default=10.0, gt=0)
     health_check_timeout_s: float = Field(default=30.0, gt=0)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from serve_app.batch_decode import DecodeEvent, DecodeItem, decode_batch, encode_piece
 from serve_app.profiles import SamplingParams
 from serve_app.text import normalise_language, split_text
 from voice_core.errors import InvalidInputError
@@ -42,6 +43,40 @@ class SynthesisStats:
     audio_seconds: float = 0.0
     first_chunk_s: float | None = None
     total_s: float = 0.0
+
+    def record_chunk(self, samples: int, sample_rate: int, started: float) -> None:
+        """Count a chunk of ``samples`` made since ``started`` (a ``time.perf_counter()`` value)."""
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.perf_counter() - started
+        self.audio_seconds += samples / sample_rate
+
+    def finish(self, started: float) -> None:
+        """Close the stats: add the gaps between pieces and the total time since ``started``."""
+        self.audio_seconds += PIECE_GAP_S * max(0, self.pieces - 1)
+        self.total_s = time.perf_counter() - started
+
+
+@dataclass
+class BatchRequest:
+    """One request of :meth:`XttsEngine.synthesize_batch` / :meth:`XttsEngine.stream_batch`.
+
+    Attributes:
+        text: the text to speak (split into pieces as :meth:`XttsEngine.synthesize` splits it).
+        language: its language code.
+        voice: the voice's latents.
+        params: sampling parameters.
+        seed: seed of the request's own random generator.
+        stream_unit: None for whole audio; ``tokens`` or ``pieces`` as in :meth:`XttsEngine.stream`.
+        max_new_tokens: audio tokens after which each piece ends; None: the model's limit.
+    """
+
+    text: str
+    language: str
+    voice: VoiceLatents
+    params: SamplingParams
+    seed: int
+    stream_unit: str | None = None
+    max_new_tokens: int | None = None
 
 
 class XttsEngine:
@@ -165,8 +200,7 @@ class XttsEngine:
         prefix and cross-fades into the next chunk. With ``unit="pieces"`` each sentence-sized piece
         leaves whole as soon as it is synthesised: the joined audio equals :meth:`synthesize` exactly.
         """
-        if unit not in ("tokens", "pieces"):
-            raise InvalidInputError(f"unknown stream unit {unit!r}; use 'tokens' or 'pieces'")
+        _check_unit(unit)
         yield from self._generate(text, language, voice, params, seed, stats, stream=unit == "tokens")
 
     def _generate(
@@ -207,14 +241,108 @@ class XttsEngine:
                     )
                     chunks = iter([torch.as_tensor(result["wav"])])
                 for chunk in chunks:
-                    audio = chunk.detach().float().cpu().numpy().reshape(-1)
-                    if stats.first_chunk_s is None:
-                        stats.first_chunk_s = time.perf_counter() - started
-                    stats.audio_seconds += len(audio) / self.sample_rate
+                    audio = to_numpy(chunk)
+                    stats.record_chunk(len(audio), self.sample_rate, started)
                     yield audio
                 stats.pieces += 1
-        stats.audio_seconds += PIECE_GAP_S * max(0, stats.pieces - 1)
-        stats.total_s = time.perf_counter() - started
+        stats.finish(started)
+
+    def piece_items(
+        self,
+        text: str,
+        language: str,
+        voice: VoiceLatents,
+        params: SamplingParams,
+        seed: int,
+        unit: str | None = None,
+    ) -> list[DecodeItem]:
+        """The pieces of one request as batch-decoding items, sharing one generator seeded with ``seed``.
+
+        Decoded in order, they draw the random numbers :meth:`synthesize` / :meth:`stream` draw.
+
+        Args:
+            text: the text to speak.
+            language: its language code.
+            voice: the voice's latents.
+            params: sampling parameters.
+            seed: seed of the request's generator.
+            unit: None for whole pieces; ``tokens`` or ``pieces`` as in :meth:`stream`.
+
+        Returns:
+            One item per piece, in reading order.
+        """
+        import torch
+
+        if unit is not None:
+            _check_unit(unit)
+        language = self.language(language)
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
+        chunk_tokens = params.stream_chunk_tokens if unit == "tokens" else None
+        items = []
+        for piece in self.pieces(text, language, params):
+            tokens = encode_piece(self.model, piece, language)
+            # coqui's inference asserts this; checked here so one bad piece cannot fail a whole batch.
+            if tokens.shape[-1] >= self.model.args.gpt_max_text_tokens:
+                raise InvalidInputError(
+                    f"a piece of the text is {tokens.shape[-1]} tokens long; the model takes fewer than "
+                    f"{self.model.args.gpt_max_text_tokens}: lower split_chars"
+                )
+            items.append(
+                DecodeItem(tokens, voice.gpt_cond_latent, voice.speaker_embedding, params, generator, chunk_tokens)
+            )
+        return items
+
+    def decode(self, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
+        """Decode pieces of several requests together (see :mod:`serve_app.batch_decode`).
+
+        Holds the engine's lock until the batch is done, so consume the iterator to the end (or
+        close it) promptly. Event audio is numpy float32.
+        """
+        import torch
+
+        with self._lock, torch.inference_mode():
+            for event in decode_batch(self.model, items):
+                yield DecodeEvent(event.index, to_numpy(event.audio), event.final)
+
+    def synthesize_batch(self, requests: list[BatchRequest]) -> list[np.ndarray]:
+        """Synthesise several requests with batched decoding: the whole audio of each, in order.
+
+        Equals :meth:`synthesize` per request for greedy decoding, and for sampling where float
+        rounding moves no draw (see :mod:`serve_app.batch_decode`).
+        """
+        parts: list[list[np.ndarray]] = [[] for _ in requests]
+        for index, audio in self.stream_batch(requests):
+            parts[index].append(audio)
+        return [np.concatenate(p) for p in parts]
+
+    def stream_batch(self, requests: list[BatchRequest]) -> Iterator[tuple[int, np.ndarray]]:
+        """Batched decoding of several requests, yielding ``(request index, audio)`` as audio is made.
+
+        Requests advance piece by piece: round ``k`` decodes the ``k``-th piece of every request that
+        has one, in one batch. Gaps between pieces are yielded as :meth:`stream` yields them.
+        """
+        items = [self.piece_items(r.text, r.language, r.voice, r.params, r.seed, r.stream_unit) for r in requests]
+        for request, pieces in zip(requests, items, strict=True):
+            for item in pieces:
+                item.max_new_tokens = request.max_new_tokens
+        gap = np.zeros(int(PIECE_GAP_S * self.sample_rate), dtype=np.float32)
+        for round_index in range(max(len(i) for i in items)):
+            owners = [n for n, pieces in enumerate(items) if round_index < len(pieces)]
+            if round_index:
+                for owner in owners:
+                    yield owner, gap
+            for event in self.decode([items[n][round_index] for n in owners]):
+                yield owners[event.index], event.audio
+
+
+def _check_unit(unit: str) -> None:
+    if unit not in ("tokens", "pieces"):
+        raise InvalidInputError(f"unknown stream unit {unit!r}; use 'tokens' or 'pieces'")
+
+
+def to_numpy(audio: Any) -> np.ndarray:
+    """Mono float32 numpy samples of a torch audio tensor (any device, any leading shape)."""
+    return audio.detach().float().cpu().numpy().reshape(-1)
 
 
 @contextlib.contextmanager

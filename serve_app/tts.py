@@ -3,6 +3,11 @@
 The default model is loaded at start and pinned; other models (fine-tuned exports, LoRA adapters)
 are loaded on demand through Serve model multiplexing, bounded per replica with LRU eviction.
 Generation runs in a worker thread so the replica's event loop keeps answering.
+
+Concurrent requests are batched (``@serve.batch``): each request sends its pieces of text, one after
+the other, to :meth:`TTSDeployment._decode_batched`, which decodes the pieces waiting together
+(:mod:`serve_app.batch_decode`) and hands each request its own audio as it is made. The batch size and
+wait come from the settings and the deployment's ``user_config`` (:meth:`TTSDeployment.reconfigure`).
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from ray import serve
 
-from serve_app.engine import SynthesisStats, VoiceLatents, XttsEngine
+from serve_app.batch_decode import DecodeEvent, DecodeItem
+from serve_app.config import BatchingConfig
+from serve_app.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
 from serve_app.metrics import record_synthesis
-from serve_app.profiles import resolve_params
+from serve_app.profiles import SamplingParams, resolve_params
 from serve_app.protocol import SynthesisRequest, SynthesisResult
 from serve_app.voices import VoiceStore
 from voice_core.errors import InvalidInputError, VoiceError
@@ -30,6 +39,14 @@ from voice_core.settings import Settings
 log = logging.getLogger(__name__)
 
 LATENTS_CACHE_SIZE = 256
+
+
+@dataclass
+class PieceJob:
+    """One piece of one request, queued for a batch: the engine (model) it needs and what to decode."""
+
+    engine: XttsEngine
+    item: DecodeItem
 
 
 def load_engine(settings: Settings, model_id: str | None) -> XttsEngine:
@@ -79,6 +96,22 @@ class TTSDeployment:
 
         self._load_multiplexed = serve.multiplexed(max_num_models_per_replica=max_models_per_replica)(load)
         self._multiplex_holder = load
+        self._batch_sizes: Counter[int] = Counter()
+        self.reconfigure({})
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply the batching of the deployment's ``user_config`` (Serve calls this on running replicas).
+
+        Args:
+            user_config: :class:`serve_app.config.BatchingConfig` fields; a missing one keeps the settings
+                value.
+        """
+        config = BatchingConfig.model_validate(user_config or {})
+        self._batch_max_size = config.batch_max_size or self._settings.batch_max_size
+        self._batch_wait_s = self._settings.batch_wait_s if config.batch_wait_s is None else config.batch_wait_s
+        self._decode_batched.set_max_batch_size(self._batch_max_size)
+        self._decode_batched.set_batch_wait_timeout_s(self._batch_wait_s)
+        log.info("batching: up to %d pieces, waiting up to %.3f s", self._batch_max_size, self._batch_wait_s)
 
     async def _engine(self, requested: str | None, allow_fallback: bool) -> tuple[XttsEngine, str, str | None]:
         model_id = requested or self._default_id
@@ -165,11 +198,20 @@ class TTSDeployment:
         engine, latents, result, params = await self._prepare(request)
         stats = SynthesisStats()
 
-        def synthesize_and_encode() -> tuple[Any, bytes]:  # one worker-thread hop for both
-            samples = engine.synthesize(request.text, result.language, latents, params, result.seed, stats)
-            return samples, b"" if request.raw else encode_audio(samples, engine.sample_rate, request.response_format)
+        def encode(samples: np.ndarray) -> bytes:
+            return b"" if request.raw else encode_audio(samples, engine.sample_rate, request.response_format)
 
-        samples, result.audio = await asyncio.to_thread(synthesize_and_encode)
+        if self._batch_max_size > 1:
+            items = engine.piece_items(request.text, result.language, latents, params, result.seed)
+            samples = np.concatenate([chunk async for chunk in self._batched_audio(engine, items, stats)])
+            result.audio = await asyncio.to_thread(encode, samples)
+        else:
+
+            def synthesize_and_encode() -> tuple[Any, bytes]:  # one worker-thread hop for both
+                samples = engine.synthesize(request.text, result.language, latents, params, result.seed, stats)
+                return samples, encode(samples)
+
+            samples, result.audio = await asyncio.to_thread(synthesize_and_encode)
         if request.raw:
             result.samples = samples
         result.pieces, result.audio_seconds = stats.pieces, len(samples) / engine.sample_rate
@@ -184,20 +226,102 @@ class TTSDeployment:
         yield result
         encoder = AudioStreamEncoder(request.response_format, engine.sample_rate)
         stats = SynthesisStats()
+        async for chunk in self._audio(engine, request, result, latents, params, stats):
+            data = encoder.encode(chunk)
+            if data:
+                yield data
+        tail = encoder.finish()
+        if tail:
+            yield tail
+        # Streams are counted here, where the audio duration is known (the ingress sees only bytes).
+        record_synthesis(result.model_used, stats.audio_seconds, stats.total_s, None, bool(result.fallback_reason))
+
+    async def _audio(
+        self,
+        engine: XttsEngine,
+        request: SynthesisRequest,
+        result: SynthesisResult,
+        latents: VoiceLatents,
+        params: SamplingParams,
+        stats: SynthesisStats,
+    ) -> AsyncIterator[np.ndarray]:
+        """A stream's audio chunks: through the batcher, or from the engine alone when batching is off."""
+        if self._batch_max_size > 1:
+            items = engine.piece_items(request.text, result.language, latents, params, result.seed, request.stream_unit)
+            async for chunk in self._batched_audio(engine, items, stats):
+                yield chunk
+            return
         chunks = engine.stream(request.text, result.language, latents, params, result.seed, stats, request.stream_unit)
         done = object()
         try:
             while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
-                data = encoder.encode(chunk)
-                if data:
-                    yield data
-            tail = encoder.finish()
-            if tail:
-                yield tail
-            # Streams are counted here, where the audio duration is known (the ingress sees only bytes).
-            record_synthesis(result.model_used, stats.audio_seconds, stats.total_s, None, bool(result.fallback_reason))
+                yield chunk
         finally:
             chunks.close()
+
+    async def _batched_audio(
+        self, engine: XttsEngine, items: list[DecodeItem], stats: SynthesisStats
+    ) -> AsyncIterator[np.ndarray]:
+        """One request's audio, its pieces sent through the batcher in reading order, gaps between them.
+
+        A request that goes away (client disconnect, cancellation) marks its piece cancelled, so the
+        batch drops it at the next step and the other requests decode on.
+        """
+        started = time.perf_counter()
+        gap = np.zeros(int(PIECE_GAP_S * engine.sample_rate), dtype=np.float32)
+        for index, item in enumerate(items):
+            if index:
+                yield gap
+            try:
+                async for events in self._decode_batched(PieceJob(engine, item)):
+                    for event in events:
+                        stats.record_chunk(len(event.audio), engine.sample_rate, started)
+                        yield event.audio
+            finally:
+                item.cancelled.set()  # no-op for a finished piece
+            stats.pieces += 1
+        stats.finish(started)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)  # replaced from the settings in reconfigure
+    async def _decode_batched(self, jobs: list[PieceJob]) -> AsyncIterator[list[Any]]:
+        """Decode queued pieces together; yield, per job, its newly made audio events (often none).
+
+        Pieces of different models decode in separate batches, one model after the other. A job whose
+        piece is complete gets ``StopIteration`` (Serve's end of that caller's stream).
+        """
+        self._batch_sizes[len(jobs)] += 1
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[tuple[int, DecodeEvent] | BaseException | None] = asyncio.Queue()
+        groups: dict[int, list[int]] = {}
+        for position, job in enumerate(jobs):
+            groups.setdefault(id(job.engine), []).append(position)
+
+        def decode() -> None:
+            try:
+                for members in groups.values():
+                    engine = jobs[members[0]].engine
+                    for event in engine.decode([jobs[m].item for m in members]):
+                        loop.call_soon_threadsafe(events.put_nowait, (members[event.index], event))
+            except BaseException as exc:
+                loop.call_soon_threadsafe(events.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(events.put_nowait, None)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(decode))
+        finished = [False] * len(jobs)
+        try:
+            while (got := await events.get()) is not None:
+                if isinstance(got, BaseException):
+                    raise got
+                position, event = got
+                out: list[Any] = [StopIteration if done else [] for done in finished]
+                out[position] = [event]
+                finished[position] = event.final
+                yield out
+            await worker
+        finally:
+            for job in jobs:  # stop decoding for nobody when this batch is abandoned
+                job.item.cancelled.set()
 
     async def create_voice(self, name: str, language: str, references: list[Any]) -> dict[str, Any]:
         """Compute a voice's latents once with the default model and store it."""
@@ -239,6 +363,11 @@ class TTSDeployment:
             "loaded_models": [self._default_id, *self._multiplexed_ids()],
             "latents_computed": self._latents_computed,
             "last_error": self._last_error,
+            "batching": {
+                "max_size": self._batch_max_size,
+                "wait_s": self._batch_wait_s,
+                "batch_sizes": {str(size): count for size, count in sorted(self._batch_sizes.items())},
+            },
             "model": self._base.report.to_dict(),
         }
 

@@ -131,6 +131,20 @@ class Settings(BaseSettings):
         "synthesised (full throughput), `tokens` sends audio every few GPT tokens (earliest first byte, about "
         "2.5x the compute). Per request: the `stream_unit` extension field.",
     )
+    batch_max_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Most pieces of text (from concurrent requests, streams included) one TTS replica decodes "
+        "together in one batch; 1 decodes each request alone. A replica batches at most its "
+        "`max_ongoing_requests`. Changeable on running replicas through the deployment's user_config.",
+    )
+    batch_wait_s: float = Field(
+        default=0.01,
+        ge=0,
+        le=5,
+        description="Longest time a TTS replica waits for a batch to fill before it starts decoding, seconds.",
+    )
     max_upload_bytes: int = Field(
         default=20_000_000, gt=0, description="Largest accepted upload (reference audio, SRT) in bytes."
     )

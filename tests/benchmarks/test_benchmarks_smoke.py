@@ -70,3 +70,25 @@ def test_training_step_quick_run_measures_both_methods(tmp_path: Path) -> None:
         "LoRA / full peak RSS, gradient checkpointing on",
     ]
     assert "## training_step" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_batching_quick_run_compares_batched_and_unbatched(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks", "batching", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+
+    data = json.loads((tmp_path / "batching.json").read_text(encoding="utf-8"))
+    assert RESULT_KEYS <= data.keys()
+    assert data["quick"] is True and data["config"]["model"] in ("tiny", "release")
+    levels = data["metrics"]["levels"]
+    assert [level["concurrent"] for level in levels] == data["config"]["levels"]
+    for level in levels:
+        for mode in ("unbatched", "batched"):
+            assert level[mode]["requests"] == level[mode]["latency_ms"]["n"] == level["concurrent"]
+            assert level[mode]["audio_s"] > 0
+        # Both paths make the same audio (same requests, same lengths), so audio seconds agree.
+        assert level["batched"]["audio_s"] == pytest.approx(level["unbatched"]["audio_s"], abs=1e-2)
+    assert 0 < data["metrics"]["vocoder_share_of_one_request"] <= 1
+    assert data["tables"] and len(data["tables"][0]["rows"]) == len(levels)
+    assert "## batching" in (tmp_path / "summary.md").read_text(encoding="utf-8")

@@ -1,0 +1,217 @@
+"""Batching: aggregate audio seconds per wall second with 1, 4, 8 and 16 concurrent requests, batched vs not.
+
+In-process, on the engine the TTS deployment uses (no Ray: Serve's ``@serve.batch`` only gathers the
+requests; what batching changes is the decoding measured here). At each level that many requests
+(different texts, English and Portuguese, different voices and seeds, sampled decoding, one piece
+each) arrive together:
+
+- unbatched: they are decoded one after another (a replica's lock serialises them), each alone, as a
+  batch of one, which is coqui's ``Xtts.inference`` bit for bit (tests/serve_app/test_batch_decode.py);
+- batched: they are decoded together in one batch (``max_batch_size`` at least the level).
+
+Each level runs both paths twice, alternating which goes first, and keeps each path's best round.
+
+A request's latency is from the common start to its last audio. ``--model tiny`` (the default on CPU)
+is the tiny random-weight model with its 77-token limit; ``--model release`` (the default when CUDA is
+present) is a random-weight model of the release's size (30 layers, 1024 channels) decoding a fixed
+number of tokens per request (the token limit; random weights rarely pick the stop token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import Result, Table, cli, summary_ms
+
+NAME = "batching"
+LEVELS: tuple[int, ...] = (1, 4, 8, 16)
+LEVELS_QUICK: tuple[int, ...] = (1, 2)
+ROUNDS = 2
+TARGET_LEVEL = 8
+TARGET_RATIO = 3.0
+RELEASE_TOKENS = 200
+TEXTS: tuple[tuple[str, str], ...] = (
+    ("Hello, this is a short test of the voice service.", "en"),
+    ("Olá, tudo bem com você? Estou bem, obrigado.", "pt"),
+    ("Please read the following sentence slowly and clearly.", "en"),
+    ("A síntese de voz transforma texto em fala.", "pt"),
+)
+
+
+def release_spec() -> Any:
+    """Dimensions of the XTTS-v2 release GPT (random weights)."""
+    from voice_core.tiny import TinyModelSpec
+
+    return TinyModelSpec(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_max_audio_tokens=605)
+
+
+def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[Any]:
+    """``count`` different requests: texts, languages, voices and seeds rotate."""
+    from serve_app.engine import BatchRequest
+    from serve_app.profiles import resolve_params
+
+    params = resolve_params("balanced")
+    made = []
+    for index in range(count):
+        text, language = TEXTS[index % len(TEXTS)]
+        voice = engine.builtin_voice(engine.speakers[index % len(engine.speakers)])
+        made.append(BatchRequest(text, language, voice, params, seed=index, max_new_tokens=max_new_tokens))
+    return made
+
+
+def _sync(engine: Any) -> None:
+    import torch
+
+    if engine.model.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(engine: Any, requests: list[Any], batched: bool) -> dict[str, Any]:
+    """Decode ``requests`` arriving together, batched or one after another; throughput and latencies."""
+    groups = [requests] if batched else [[r] for r in requests]
+    latencies: list[float] = []
+    audio_s = 0.0
+    started = time.perf_counter()
+    for group in groups:
+        done: dict[int, float] = {}
+        for index, audio in engine.stream_batch(group):
+            audio_s += len(audio) / engine.sample_rate
+            done[index] = time.perf_counter()
+        _sync(engine)
+        latencies += [done[i] - started for i in range(len(group))]
+    wall = time.perf_counter() - started
+    return {
+        "requests": len(requests),
+        "wall_s": round(wall, 3),
+        "audio_s": round(audio_s, 3),
+        "audio_s_per_s": round(audio_s / wall, 4),
+        "latency_ms": summary_ms(latencies),
+    }
+
+
+def vocoder_share(engine: Any, request: Any, repeats: int = 3) -> float:
+    """Fraction of one request's time spent in HiFiGAN (fastest of ``repeats`` for each)."""
+    import torch
+
+    tokens = request.max_new_tokens or engine.model.gpt.max_gen_mel_tokens
+    latents = torch.zeros(1, tokens, engine.model.gpt.model_dim, device=engine.model.device)
+    embedding = request.voice.speaker_embedding.to(engine.model.device)
+    totals, vocoder = [], []
+    for _ in range(repeats):
+        totals.append(measure(engine, [request], batched=False)["wall_s"])
+        with torch.inference_mode():
+            started = time.perf_counter()
+            engine.model.hifigan_decoder(latents, g=embedding)
+            _sync(engine)
+            vocoder.append(time.perf_counter() - started)
+    return round(min(vocoder) / min(totals), 3)
+
+
+def load(model: str, root: Path) -> tuple[Any, int | None]:
+    """Build and load the chosen random-weight model; returns the engine and the tokens per request."""
+    from serve_app.engine import XttsEngine
+    from voice_core.tiny import make_tiny_model
+    from voice_core.xtts_model import load_xtts
+
+    spec = release_spec() if model == "release" else None
+    directory = make_tiny_model(root / model, spec)
+    xtts, report = load_xtts(directory, device="auto")
+    return XttsEngine(xtts, report), RELEASE_TOKENS if model == "release" else None
+
+
+def run(out_dir: Path, quick: bool, model: str = "auto") -> dict[str, Any]:
+    """Measure both paths at each level; writes ``<out_dir>/batching.json``."""
+    import torch
+
+    if model == "auto":
+        model = "release" if torch.cuda.is_available() else "tiny"
+    levels = LEVELS_QUICK if quick else LEVELS
+    rounds = 1 if quick else ROUNDS
+    root = Path(tempfile.mkdtemp(prefix="avs-batching-"))
+    try:
+        engine, tokens = load(model, root)
+        result = Result(
+            NAME,
+            quick,
+            config={
+                "model": model,
+                "device": engine.report.device,
+                "torch_threads": torch.get_num_threads(),
+                "levels": list(levels),
+                "rounds_per_level": rounds,
+                "max_new_tokens": tokens or engine.model.gpt.max_gen_mel_tokens,
+                "profile": "balanced",
+                "texts": [t for t, _ in TEXTS],
+            },
+        )
+        measure(engine, requests_for(engine, 1, tokens), batched=False)  # warm-up
+        rows: list[dict[str, Any]] = []
+        for level in levels:
+            requests = requests_for(engine, level, tokens)
+            row: dict[str, Any] = {"concurrent": level}
+            for round_index in range(rounds):
+                # Alternate which path goes first, and keep each path's best round: other load on the
+                # machine only ever slows a round down.
+                order = ("unbatched", "batched") if round_index % 2 == 0 else ("batched", "unbatched")
+                for mode in order:
+                    measured = measure(engine, requests, batched=mode == "batched")
+                    if mode not in row or measured["audio_s_per_s"] > row[mode]["audio_s_per_s"]:
+                        row[mode] = measured
+            row["throughput_ratio"] = round(row["batched"]["audio_s_per_s"] / row["unbatched"]["audio_s_per_s"], 3)
+            rows.append(row)
+            print(f"{level} concurrent: batched/unbatched throughput {row['throughput_ratio']:.2f}x", flush=True)
+        share = vocoder_share(engine, requests_for(engine, 1, tokens)[0])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result.metrics = {"levels": rows, "vocoder_share_of_one_request": share}
+    table = Table(
+        f"Aggregate throughput, {model} model on {result.config['device']}",
+        ["concurrent", "unbatched audio s/s", "batched audio s/s", "ratio", "unbatched p95 ms", "batched p95 ms"],
+    )
+    for row in rows:
+        table.add(
+            row["concurrent"],
+            f"{row['unbatched']['audio_s_per_s']:.3f}",
+            f"{row['batched']['audio_s_per_s']:.3f}",
+            f"{row['throughput_ratio']:.2f}x",
+            f"{row['unbatched']['latency_ms']['p95_ms']:.0f}",
+            f"{row['batched']['latency_ms']['p95_ms']:.0f}",
+        )
+    result.tables.append(table)
+    at_target = [row for row in rows if row["concurrent"] == TARGET_LEVEL]
+    if at_target:
+        result.check(
+            f"batched / unbatched audio s per s at {TARGET_LEVEL} concurrent ({model})",
+            at_target[0]["throughput_ratio"],
+            TARGET_RATIO,
+            "x",
+            at_most=False,
+        )
+    result.notes += [
+        f"HiFiGAN takes {share:.0%} of one request's time here. Batching shares the GPT's per-step work "
+        "between requests; HiFiGAN runs once per request (on a GPU batched where latent lengths are equal; "
+        "on a CPU one by one, as a batched HiFiGAN was measured slower there), so on a CPU the vocoder "
+        f"share bounds the gain to about {1 / max(share, 1e-3):.2f}x.",
+        f"At 1 concurrent request both paths do the same work; their ratio ({rows[0]['throughput_ratio']:.2f}x) "
+        "shows how much this run's timings move by themselves (other load on the machine).",
+        "Unbatched requests wait in line, so their p95 latency is nearly the whole run; batched ones finish "
+        "together at the end of their batch.",
+    ]
+    return result.finish(out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.batching [--quick] [--out DIR] [--model auto|tiny|release]``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model", choices=("auto", "tiny", "release"), default="auto")
+    known, rest = parser.parse_known_args(argv)
+    return cli(NAME, lambda out, quick: run(out, quick, known.model), rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Batched decoding on the tiny model (no Ray): per request it gives what unbatched decoding gives.
+
+The references are the engine's unbatched paths, which call coqui's ``Xtts.inference`` and
+``inference_stream``. Batched rows go through stacked, padded matrix products, so their audio may
+differ from the references by float rounding only (seen: ~6e-8); a request that got another's tokens,
+voice or random numbers would differ by far more (two seeds differ by ~7e-3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serve_app.batch_decode import logits_processors
+from serve_app.engine import BatchRequest, VoiceLatents, XttsEngine
+from serve_app.profiles import resolve_params
+
+ROUNDING = 1e-5
+GREEDY = resolve_params("balanced", {"do_sample": False})
+SAMPLED = resolve_params("balanced")
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir: Path) -> XttsEngine:
+    from voice_core.xtts_model import load_xtts
+
+    model, report = load_xtts(tiny_model_dir, device="cpu")
+    return XttsEngine(model, report)
+
+
+@pytest.fixture(scope="module")
+def voices(engine: XttsEngine) -> list[VoiceLatents]:
+    found = [engine.builtin_voice(name) for name in engine.speakers[:3]]
+    assert all(v is not None for v in found)
+    return found  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def mixed(voices: list[VoiceLatents]) -> list[BatchRequest]:
+    """Three requests with different texts (lengths), languages and voices."""
+    return [
+        BatchRequest("Hello there, world.", "en", voices[0], GREEDY, seed=1),
+        BatchRequest("Olá, tudo bem com você? Estou bem, obrigado.", "pt", voices[1], GREEDY, seed=2),
+        BatchRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
+    ]
+
+
+def unbatched(engine: XttsEngine, request: BatchRequest) -> np.ndarray:
+    return engine.synthesize(request.text, request.language, request.voice, request.params, request.seed)
+
+
+def test_batch_of_one_is_coquis_unbatched_decoding(engine: XttsEngine, mixed: list[BatchRequest]) -> None:
+    for request in (mixed[0], BatchRequest(**{**mixed[1].__dict__, "params": SAMPLED})):
+        [alone] = engine.synthesize_batch([request])
+        np.testing.assert_array_equal(alone, unbatched(engine, request))
+
+
+def test_greedy_batch_mixing_languages_and_voices_matches_unbatched(
+    engine: XttsEngine, mixed: list[BatchRequest]
+) -> None:
+    batched = engine.synthesize_batch(mixed)
+    references = [unbatched(engine, r) for r in mixed]
+    for audio, reference in zip(batched, references, strict=True):
+        assert audio.shape == reference.shape
+        np.testing.assert_allclose(audio, reference, rtol=0, atol=ROUNDING)
+    # Never mixed between requests: the three references differ far beyond the tolerance.
+    assert np.abs(references[0] - references[1]).max() > 100 * ROUNDING
+
+
+def test_sampled_batch_uses_each_requests_own_seed(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
+    requests = [BatchRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=s) for s in (1, 2, 1)]
+    batched = engine.synthesize_batch(requests)
+    np.testing.assert_allclose(batched[0], unbatched(engine, requests[0]), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[1], unbatched(engine, requests[1]), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[2], batched[0], rtol=0, atol=ROUNDING)
+    assert np.abs(batched[0] - batched[1]).max() > 100 * ROUNDING
+
+
+def test_long_text_goes_through_the_batch_piece_by_piece(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
+    params = resolve_params("balanced", {"split_chars": 30})
+    long = BatchRequest("The first sentence is here. A second one follows it. And a third.", "en", voices[0], params, 5)
+    short = BatchRequest("Hi.", "en", voices[1], params, 6)
+    assert len(engine.pieces(long.text, "en", params)) == 3
+    batched = engine.synthesize_batch([long, short])
+    # The long request's pieces draw from one generator in order, as its unbatched synthesis does.
+    np.testing.assert_allclose(batched[0], unbatched(engine, long), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[1], unbatched(engine, short), rtol=0, atol=ROUNDING)
+
+
+def test_streams_in_a_batch_get_their_own_chunks(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
+    fast = resolve_params("fast")  # 10-token chunks
+    requests = [
+        BatchRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=1, stream_unit="tokens"),
+        BatchRequest("Olá, tudo bem?", "pt", voices[1], fast, seed=2, stream_unit="tokens"),
+        BatchRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
+    ]
+    got: list[list[np.ndarray]] = [[], [], []]
+    for index, audio in engine.stream_batch(requests):
+        got[index].append(audio)
+    for request, chunks in zip(requests[:2], got[:2], strict=True):
+        expected = list(engine.stream(request.text, request.language, request.voice, request.params, request.seed))
+        assert len(chunks) == len(expected) > 2
+        for chunk, reference in zip(chunks, expected, strict=True):
+            np.testing.assert_allclose(chunk, reference, rtol=0, atol=ROUNDING)
+    assert len(got[2]) == 1
+    np.testing.assert_allclose(got[2][0], unbatched(engine, requests[2]), rtol=0, atol=ROUNDING)
+
+
+def test_cancelled_and_early_finished_items_leave_the_others_untouched(
+    engine: XttsEngine, mixed: list[BatchRequest]
+) -> None:
+    streamed = BatchRequest(**{**mixed[1].__dict__, "stream_unit": "tokens", "params": resolve_params("fast")})
+    items = [
+        engine.piece_items(r.text, r.language, r.voice, r.params, r.seed, r.stream_unit)[0]
+        for r in (mixed[0], streamed, mixed[2])
+    ]
+    items[2].max_new_tokens = 12  # finishes long before the others
+    events = []
+    for event in engine.decode(items):
+        events.append(event)
+        if event.index == 1:
+            items[1].cancelled.set()  # cancelled after its first chunk
+    assert [e.index for e in events].count(1) == 1
+    [first] = [e.audio for e in events if e.index == 0]
+    np.testing.assert_allclose(first, unbatched(engine, mixed[0]), rtol=0, atol=ROUNDING)
+    [short] = [e.audio for e in events if e.index == 2]
+    alone = engine.piece_items(mixed[2].text, mixed[2].language, mixed[2].voice, GREEDY, mixed[2].seed)
+    alone[0].max_new_tokens = 12
+    [reference] = list(engine.decode(alone))
+    np.testing.assert_allclose(short, reference.audio, rtol=0, atol=ROUNDING)
+    assert len(short) < len(first)
+
+
+def test_processors_follow_generate() -> None:
+    names = [type(p).__name__ for p in logits_processors(SAMPLED)]
+    assert names == [
+        "RepetitionPenaltyLogitsProcessor",
+        "TemperatureLogitsWarper",
+        "TopKLogitsWarper",
+        "TopPLogitsWarper",
+    ]
+    assert [type(p).__name__ for p in logits_processors(GREEDY)] == ["RepetitionPenaltyLogitsProcessor"]
+
+
+def test_a_piece_too_long_for_the_model_is_refused_before_batching(
+    engine: XttsEngine, voices: list[VoiceLatents]
+) -> None:
+    from voice_core.errors import InvalidInputError
+
+    params = resolve_params("balanced", {"split_chars": 3000})
+    with pytest.raises(InvalidInputError, match="lower split_chars"):
+        engine.piece_items("word " * 600, "en", voices[0], params, seed=1)
