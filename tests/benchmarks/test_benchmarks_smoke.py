@@ -92,3 +92,33 @@ def test_batching_quick_run_compares_batched_and_unbatched(tmp_path: Path) -> No
     assert 0 < data["metrics"]["vocoder_share_of_one_request"] <= 1
     assert data["tables"] and len(data["tables"][0]["rows"]) == len(levels)
     assert "## batching" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def _gpu_realsize(tmp_path: Path, *args: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.gpu_realsize", "--out", str(tmp_path), *args]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    data = json.loads((tmp_path / "gpu_realsize.json").read_text(encoding="utf-8"))
+    assert RESULT_KEYS <= data.keys()
+    return data
+
+
+def test_gpu_realsize_skips_cleanly_without_cuda(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark measures instead of skipping")
+    data = _gpu_realsize(tmp_path, "--quick")
+    assert "no CUDA device" in data["config"]["skipped"]
+    assert data["tables"] == [] and data["targets"] == [] and data["metrics"] == {}
+
+
+@pytest.mark.slow
+def test_gpu_realsize_measures_on_cpu_when_allowed(tmp_path: Path) -> None:
+    data = _gpu_realsize(tmp_path, "--quick", "--allow-cpu", "--model", "tiny")
+    metrics = data["metrics"]
+    assert data["config"]["max_new_tokens"] == 20
+    assert metrics["whole"]["audio_s"] > 0 and metrics["real_time_factor_p50"] > 0
+    streamed = metrics["streamed"]
+    assert 0 < streamed["first_audio_ms"]["p50_ms"] <= streamed["total_ms"]["p50_ms"]
+    assert len(data["tables"][0]["rows"]) == 2
