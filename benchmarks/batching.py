@@ -109,7 +109,8 @@ def vocoder_share(engine: Any, request: Any, repeats: int = 3) -> float:
             engine.model.hifigan_decoder(latents, g=embedding)
             _sync(engine)
             vocoder.append(time.perf_counter() - started)
-    return round(min(vocoder) / min(totals), 3)
+    # Both are minima of noisy timings: on a busy machine the vocoder alone can time above a whole request.
+    return round(min(min(vocoder) / min(totals), 1.0), 3)
 
 
 def load(model: str, root: Path) -> tuple[Any, int | None]:

@@ -16,6 +16,7 @@ import yaml
 from tests.helpers import free_port, get_json, wait_for_http
 
 REPO = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT_S = 180
 
 
 @pytest.mark.slow
@@ -29,7 +30,7 @@ def test_serve_run_deploys_the_config(tmp_path: Path) -> None:
     path = tmp_path / "serve_config.yaml"
     path.write_text(yaml.safe_dump(config))
     ray_tmp = tempfile.mkdtemp(prefix="avs-ray-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONUNBUFFERED": "1"}  # the log is complete if it hangs
     env.pop("RAY_ADDRESS", None)
     serve_cli = Path(sys.executable).with_name("serve")
     log = (tmp_path / "serve.log").open("wb")
@@ -45,7 +46,12 @@ def test_serve_run_deploys_the_config(tmp_path: Path) -> None:
         assert body["TTSDeployment"]["default_model"] == "tiny-xtts"
         assert get_json(f"http://127.0.0.1:{port}/profiles")[0] == 200
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=90)
+        # Serve stops every replica gracefully (up to graceful_shutdown_timeout_s each), then Ray.
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            tail = (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
+            pytest.fail(f"serve run did not stop within {STOP_TIMEOUT_S} s of SIGINT; its log ends:\n{tail}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
