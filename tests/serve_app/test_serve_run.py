@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 180
 
 
+def _default_sigint() -> None:
+    """Give ``serve run`` the default SIGINT handling (Ctrl-C).
+
+    A test run started in the background (``cmd &`` in a script) ignores SIGINT; the child would
+    inherit that and never stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_serve_run_deploys_the_config(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "serve_config.yaml").read_text())
@@ -36,7 +45,7 @@ def test_serve_run_deploys_the_config(tmp_path: Path) -> None:
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
         [str(serve_cli), "run", str(path)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_default_sigint,
     )  # fmt: skip
     try:
         status, body = wait_for_http(
