@@ -44,10 +44,12 @@ TEXTS: tuple[tuple[str, str], ...] = (
 
 
 def release_spec() -> Any:
-    """Dimensions of the XTTS-v2 release GPT (random weights)."""
+    """Dimensions of the XTTS-v2 release GPT and HiFiGAN (random weights)."""
     from voice_core.tiny import TinyModelSpec
 
-    return TinyModelSpec(gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_max_audio_tokens=605)
+    return TinyModelSpec(
+        gpt_layers=30, gpt_n_model_channels=1024, gpt_n_heads=16, gpt_max_audio_tokens=605, decoder_width=512
+    )
 
 
 def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[Any]:

@@ -17,7 +17,7 @@ from voice_core.checkpoints import check_state_dict, read_state_dict
 from voice_core.errors import ModelFilesMissingError
 from voice_core.manifest import read_manifest
 from voice_core.storage import Storage
-from voice_core.xtts_model import ModelFiles, validate_model_dir
+from voice_core.xtts_model import ModelFiles, decoder_width, set_decoder_width, validate_model_dir
 
 ADAM_BETAS = (0.9, 0.96)
 MIN_CONDITIONING_SAMPLES = 66_150  # 3 s at 22.05 kHz (XTTS recipe)
@@ -104,6 +104,7 @@ def build_trainer(files: TrainingFiles, config: Any) -> Any:
     trainer = GPTTrainer(config)
     state_dict, _notes, _fmt = read_state_dict(files.model.weights)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith("gpt.gpt_inference.")}
+    set_decoder_width(trainer.xtts, decoder_width(state_dict))
     check_state_dict(state_dict, trainer.xtts.state_dict(), files.model.weights)
     trainer.xtts.load_state_dict(state_dict, strict=True)
     return trainer

@@ -17,6 +17,12 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("make-tiny-model", help="write the tiny random-weight XTTS model (produces noise)")
     tiny.add_argument("output_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument(
+        "--decoder-width",
+        type=int,
+        default=32,
+        help="HiFiGAN width, a multiple of 16 (default 32; 512 is the release's, which coqui's own loader builds)",
+    )
     sub.add_parser("settings-table", help="print the settings as a Markdown table")
     sub.add_parser("fetch-release", help="download the official XTTS-v2 release (needs AVS_COQUI_TOS_AGREED)")
     listing = sub.add_parser("list-checkpoints", help="list checkpoints, models and adapters in storage")
@@ -51,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "make-tiny-model":
         from voice_core.tiny import TinyModelSpec, make_tiny_model
 
-        path = make_tiny_model(args.output_dir, TinyModelSpec(seed=args.seed))
+        path = make_tiny_model(args.output_dir, TinyModelSpec(seed=args.seed, decoder_width=args.decoder_width))
         print(f"wrote the tiny model (random weights: it produces noise) to {path}")
         return 0
     from voice_core.storage import Storage

@@ -30,6 +30,9 @@ WEIGHT_NAMES: tuple[str, ...] = ("model.safetensors", "model.pth", "model.pt")
 INFERENCE_FILES: tuple[str, ...] = ("config.json", "vocab.json")
 TRAINING_FILES: tuple[str, ...] = ("dvae.pth", "mel_stats.pth")
 SPEAKERS_FILE = "speakers_xtts.pth"
+# The HiFiGAN's first convolution: its output channels are the decoder's width (the release's is 512).
+DECODER_WIDTH_KEY = "hifigan_decoder.waveform_decoder.conv_pre.weight"
+RELEASE_DECODER_WIDTH = 512
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,37 @@ def _check_config(path: Path) -> None:
         raise CorruptCheckpointError(f'{path} is not an XTTS config (its "model" is not "xtts")')
 
 
+def decoder_width(state_dict: dict[str, Any]) -> int:
+    """Return the HiFiGAN width a checkpoint was trained with (512 when the checkpoint has no decoder)."""
+    weight = state_dict.get(DECODER_WIDTH_KEY)
+    return RELEASE_DECODER_WIDTH if weight is None else int(weight.shape[0])
+
+
+def set_decoder_width(model: Any, width: int) -> None:
+    """Rebuild ``model.hifigan_decoder`` with ``width`` initial upsampling channels, if it differs.
+
+    Coqui's ``Xtts.init_models`` always builds the release width (512); ``HifiDecoder`` itself takes
+    the width as an argument. The tiny model uses a narrow decoder, and every loader calls this with
+    :func:`decoder_width` of the weights it is about to load, so both widths load through one path.
+    The new decoder has fresh (random) weights; the caller loads the checkpoint into it.
+    """
+    from TTS.tts.layers.xtts.hifigan_decoder import HifiDecoder
+
+    if model.hifigan_decoder.waveform_decoder.conv_pre.out_channels == width:
+        return
+    args = model.args
+    model.hifigan_decoder = HifiDecoder(
+        input_sample_rate=args.input_sample_rate,
+        output_sample_rate=args.output_sample_rate,
+        output_hop_length=args.output_hop_length,
+        ar_mel_length_compression=args.gpt_code_stride_len,
+        decoder_input_dim=args.decoder_input_dim,
+        d_vector_dim=args.d_vector_dim,
+        cond_d_vector_in_each_upsampling_layer=args.cond_d_vector_in_each_upsampling_layer,
+        upsample_initial_channel_decoder=width,
+    )
+
+
 def resolve_device(requested: str = "auto") -> str:
     """Map ``auto``/``cpu``/``cuda`` to the device to use, failing clearly if CUDA is absent."""
     import torch
@@ -180,6 +214,7 @@ def load_xtts(
 
     def compatible_state_dict(_path: Path) -> dict[str, Any]:
         # Called by load_checkpoint after init_models(), so the model's own keys are known here.
+        set_decoder_width(model, decoder_width(state_dict))
         check_state_dict(state_dict, model.state_dict(), files.weights)
         return state_dict
 

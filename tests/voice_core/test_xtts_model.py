@@ -22,8 +22,14 @@ from voice_core.errors import (
     ModelFilesMissingError,
 )
 from voice_core.storage import Storage
-from voice_core.tiny import TINY_SPEAKERS
-from voice_core.xtts_model import load_xtts, resolve_device, validate_model_dir
+from voice_core.tiny import TINY_SPEAKERS, TinyModelSpec, make_tiny_model
+from voice_core.xtts_model import (
+    RELEASE_DECODER_WIDTH,
+    decoder_width,
+    load_xtts,
+    resolve_device,
+    validate_model_dir,
+)
 
 TEXT = "Hello there, this is a test."
 TRAINER_ONLY_NOTE = (
@@ -392,11 +398,18 @@ def _finite_audio(wav: Any) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def coqui_run(tiny_model_dir: Path, speech_wav: Path) -> dict[str, Any]:
+def release_width_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the release's HiFiGAN width (512), which coqui's own loader can build."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-512", TinyModelSpec(decoder_width=512))
+
+
+@pytest.fixture(scope="module")
+def coqui_run(release_width_model_dir: Path, speech_wav: Path) -> dict[str, Any]:
     """Load the tiny model with coqui's own Xtts.load_checkpoint, clone the espeak voice, synthesise."""
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.models.xtts import Xtts
 
+    tiny_model_dir = release_width_model_dir
     config = XttsConfig()
     config.load_json(str(tiny_model_dir / "config.json"))
     model = Xtts(config)
@@ -426,10 +439,16 @@ def test_coqui_streams_several_chunks(coqui_run: dict[str, Any]) -> None:
     assert sum(chunk.size for chunk in chunks) >= 1024
 
 
+@pytest.fixture(scope="module")
+def loaded_release_width(release_width_model_dir: Path) -> tuple[Any, Any]:
+    """The release-width tiny model loaded through load_xtts."""
+    return load_xtts(release_width_model_dir, device="cpu")
+
+
 def test_load_xtts_gives_coqui_identical_latents_and_audio(
-    loaded: tuple[Any, Any], coqui_run: dict[str, Any], speech_wav: Path
+    loaded_release_width: tuple[Any, Any], coqui_run: dict[str, Any], speech_wav: Path
 ) -> None:
-    model, _report = loaded
+    model, _report = loaded_release_width
 
     latent, embedding = model.get_conditioning_latents(audio_path=[str(speech_wav)])
     assert torch.equal(latent, coqui_run["latent"])
@@ -439,11 +458,50 @@ def test_load_xtts_gives_coqui_identical_latents_and_audio(
     np.testing.assert_array_equal(wav, _finite_audio(coqui_run["wav"]))
 
 
-def test_load_xtts_model_streams(loaded: tuple[Any, Any], coqui_run: dict[str, Any]) -> None:
-    model, _report = loaded
+def test_load_xtts_model_streams(loaded_release_width: tuple[Any, Any], coqui_run: dict[str, Any]) -> None:
+    model, _report = loaded_release_width
     torch.manual_seed(1234)
     chunks = list(model.inference_stream(TEXT, "en", coqui_run["latent"], coqui_run["embedding"], stream_chunk_size=20))
 
     assert len(chunks) == len(coqui_run["chunks"]) > 1
     for ours, theirs in zip(chunks, coqui_run["chunks"], strict=True):
         np.testing.assert_array_equal(_finite_audio(ours), _finite_audio(theirs))
+
+
+def test_decoder_width_is_taken_from_the_weights(
+    loaded: tuple[Any, Any], loaded_release_width: tuple[Any, Any], tiny_state: dict[str, torch.Tensor]
+) -> None:
+    # The default tiny model has a narrow HiFiGAN; the loader builds whichever width the weights hold.
+    narrow, _ = loaded
+    release, _ = loaded_release_width
+    assert decoder_width(tiny_state) == TinyModelSpec().decoder_width == 32
+    assert narrow.hifigan_decoder.waveform_decoder.conv_pre.out_channels == 32
+    assert release.hifigan_decoder.waveform_decoder.conv_pre.out_channels == RELEASE_DECODER_WIDTH == 512
+    _assert_same_weights(narrow, tiny_state)
+    # Same sample count per token at either width: only the channel counts differ.
+    latents = torch.randn(1, 10, 64)
+    speaker = torch.nn.functional.normalize(torch.randn(1, 512, 1), dim=1)
+    with torch.inference_mode():
+        assert narrow.hifigan_decoder(latents, g=speaker).shape == release.hifigan_decoder(latents, g=speaker).shape
+
+
+def test_coquis_own_loader_cannot_build_the_narrow_decoder(tiny_model_dir: Path) -> None:
+    # Why load_xtts rebuilds the decoder: coqui's Xtts always builds width 512.
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    config = XttsConfig()
+    config.load_json(str(tiny_model_dir / "config.json"))
+    with pytest.raises(RuntimeError, match=r"conv_pre\.weight"):
+        Xtts(config).load_checkpoint(config, checkpoint_dir=str(tiny_model_dir), eval=True)
+
+
+def test_make_tiny_model_refuses_a_decoder_width_hifigan_cannot_halve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_core.__main__ import main
+
+    target = tmp_path / "odd-width"
+    assert main(["make-tiny-model", str(target), "--decoder-width", "24"]) == 2
+    assert "decoder width 24 is not a multiple of 16" in capsys.readouterr().err
+    assert not target.exists()
