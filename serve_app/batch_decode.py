@@ -7,10 +7,11 @@ generator; the loop runs coqui's GPT2 over all of them at once with one KV cache
   LEFT-padded and masked, so every row starts audio at the same step. XTTS's GPT2 has null position
   embeddings (text and audio positions come from their own learned tables), so padding shifts no
   position and a padded row computes what it computes alone, up to float reduction order;
-- each row's scores go through the same Hugging Face processors, in the same order, as
-  ``generate`` uses for one sequence (repetition penalty over the prompt ids and the generated
-  tokens, then temperature, top-k, top-p when sampling), and are sampled with the item's own
-  ``torch.Generator`` (greedy when ``do_sample`` is false);
+- each row's scores go through the arithmetic of the Hugging Face processors ``generate`` uses for
+  one sequence, in its order (repetition penalty over the prompt ids and the generated tokens, then
+  temperature, top-k, top-p when sampling), applied to all rows at once with per-row parameters
+  (:class:`BatchSampler`; its rows equal what the processors give one by one), and are sampled with
+  the item's own ``torch.Generator`` (greedy when ``do_sample`` is false);
 - a row leaves the batch (and the KV cache) when it emits the stop token, reaches the token limit
   or is cancelled; the others continue untouched;
 - audio is made per item as coqui makes it: the latent forward pass (``return_latent=True``) and
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,8 @@ from serve_app.profiles import SamplingParams
 
 # Samples coqui cross-fades between consecutive streamed chunks (its ``overlap_wav_len`` default).
 STREAM_OVERLAP_SAMPLES = 1024
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -81,7 +85,6 @@ class _Row:
 
     index: int
     item: DecodeItem
-    processors: Any
     seen_ids: Any
     limit: int
     tokens: list[int] = field(default_factory=list)
@@ -137,6 +140,102 @@ def logits_processors(params: SamplingParams) -> Any:
     return processors
 
 
+class BatchSampler:
+    """Next tokens of all rows in a few batched operations, each row with its own parameters.
+
+    Row by row it computes exactly what :func:`logits_processors` followed by ``generate``'s draw
+    computes for one sequence (the same element-wise arithmetic, so the same floats): repetition
+    penalty over the tokens a row has seen, then, for sampled rows, temperature, top-k and top-p; a
+    softmax; and a draw from the row's own generator, or the arg-max for greedy rows. Only the draws
+    run row by row (each row has its own generator). A streamed row draws even when greedy, as
+    coqui's streaming generator does (with no warpers).
+
+    Args:
+        rows: per row ``(params, draws, seen_ids, generator)``: sampling parameters, whether the
+            row draws, the token ids the repetition penalty starts with, and the row's generator.
+        vocab: size of the score rows.
+        device: where the scores are.
+    """
+
+    def __init__(self, rows: list[tuple[SamplingParams, bool, Any, Any]], vocab: int, device: Any) -> None:
+        import torch
+
+        def column(values: list[float]) -> Any:
+            return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
+
+        params = [r[0] for r in rows]
+        self.generators = [r[3] for r in rows]
+        self.draws = [r[1] for r in rows]
+        warp = [p.do_sample for p in params]
+        self.penalty = column([p.repetition_penalty for p in params])
+        self.temperature = column([p.temperature if w else 1.0 for p, w in zip(params, warp, strict=True)])
+        self.top_k = torch.tensor(
+            [min(max(p.top_k, 1), vocab) if w and p.top_k != 0 else vocab for p, w in zip(params, warp, strict=True)],
+            device=device,
+        )
+        self.uses_top_k = torch.tensor([w and p.top_k != 0 for p, w in zip(params, warp, strict=True)], device=device)
+        self.top_p = column([p.top_p if w and p.top_p < 1.0 else 1.0 for p, w in zip(params, warp, strict=True)])
+        self.uses_top_p = torch.tensor([w and p.top_p < 1.0 for p, w in zip(params, warp, strict=True)], device=device)
+        self.seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=device)
+        for row, (_params, _draws, seen_ids, _gen) in enumerate(rows):
+            ids = seen_ids.long()
+            # As the processor does: ids beyond the scores (none in XTTS's prompts) are not penalised.
+            self.seen[row, ids[ids < vocab]] = True
+        self.any_top_k = bool(self.uses_top_k.any())
+        self.any_top_p = bool(self.uses_top_p.any())
+        self.any_warp = any(warp)
+
+    def scores(self, logits: Any) -> Any:
+        """The processed scores ``(rows, vocab)`` of raw ``logits`` (float32)."""
+        import torch
+
+        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
+        scores = torch.where(self.seen, penalised, logits)
+        if not self.any_warp:
+            return scores
+        scores = scores / self.temperature
+        if self.any_top_k:
+            kth = torch.topk(scores, int(self.top_k.max())).values.gather(1, (self.top_k - 1)[:, None])
+            scores = scores.masked_fill((scores < kth) & self.uses_top_k[:, None], -float("inf"))
+        if self.any_top_p:
+            ordered, order = torch.sort(scores, descending=False)
+            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+            drop_sorted = cumulative <= (1 - self.top_p)
+            drop_sorted[..., -1:] = 0
+            drop = drop_sorted.scatter(1, order, drop_sorted) & self.uses_top_p[:, None]
+            scores = scores.masked_fill(drop, -float("inf"))
+        return scores
+
+    def choose(self, logits: Any, live: list[int]) -> list[int]:
+        """Next token of each row in ``live`` (row positions), from the step's ``logits``; updates ``seen``."""
+        import torch
+
+        scores = self.scores(logits)
+        probs = torch.nn.functional.softmax(scores, dim=-1) if any(self.draws[r] for r in live) else None
+        greedy = torch.argmax(scores, dim=-1)
+        chosen = []
+        for row in live:
+            if self.draws[row]:
+                assert probs is not None
+                chosen.append(
+                    torch.multinomial(probs[row : row + 1], num_samples=1, generator=self.generators[row])[0, 0]
+                )
+            else:
+                chosen.append(greedy[row])
+        tokens = torch.stack(chosen) if chosen else greedy[:0]
+        self.seen[torch.tensor(live, device=self.seen.device, dtype=torch.long), tokens] = True
+        return [int(t) for t in tokens.tolist()]
+
+    def keep(self, index: Any) -> None:
+        """Keep only the rows at ``index`` (a 1-D long tensor of row positions), in that order."""
+        positions = index.tolist()
+        self.penalty, self.temperature, self.top_p = self.penalty[index], self.temperature[index], self.top_p[index]
+        self.top_k, self.uses_top_k, self.uses_top_p = self.top_k[index], self.uses_top_k[index], self.uses_top_p[index]
+        self.seen = self.seen[index]
+        self.generators = [self.generators[p] for p in positions]
+        self.draws = [self.draws[p] for p in positions]
+
+
 def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
     """Decode ``items`` together on a coqui ``Xtts`` model, yielding audio as it is ready.
 
@@ -163,7 +262,7 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         # generate's repetition penalty also sees the prompt ids coqui passes (1s and the start token).
         seen = torch.unique(fake_inputs[0])
         limit = min(item.max_new_tokens or gpt.max_gen_mel_tokens, gpt.max_gen_mel_tokens)
-        rows.append(_Row(index, item, logits_processors(item.params), seen, limit))
+        rows.append(_Row(index, item, seen, limit))
 
     width = max(p.shape[0] for p in prefixes)
     dim = prefixes[0].shape[-1]
@@ -177,6 +276,19 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         mask[row, width - prefix.shape[0] :] = 1
     embeds[:, width] = start
 
+    sampler = BatchSampler(
+        [
+            (
+                r.item.params,
+                r.item.params.do_sample or r.item.stream_chunk_tokens is not None,
+                r.seen_ids,
+                r.item.generator,
+            )
+            for r in rows
+        ],
+        gpt.mel_head.out_features,
+        device,
+    )
     cache = None
     step = 0
     while rows:
@@ -189,12 +301,10 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         finished: list[_Row] = []
         chunks: list[_Row] = []
         next_tokens: list[int] = []
-        for position, row in enumerate(rows):
-            if row.item.cancelled.is_set():
-                continue
-            token = _choose(row, logits[position : position + 1])
+        live = [position for position, row in enumerate(rows) if not row.item.cancelled.is_set()]
+        for position, token in zip(live, sampler.choose(logits, live), strict=True):
+            row = rows[position]
             row.tokens.append(token)
-            row.seen_ids = torch.cat([row.seen_ids, torch.tensor([token], device=device)])
             chunk_tokens = row.item.stream_chunk_tokens
             if chunk_tokens is not None:
                 row.latents.append(latents[position])
@@ -214,27 +324,12 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         if len(keep) < len(rows):
             index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
+            sampler.keep(index)
             mask = mask[index]
             rows = [rows[position] for position in keep]
         tokens = torch.tensor(next_tokens, device=device)[:, None]
         embeds = gpt.mel_embedding(tokens) + gpt.mel_pos_embedding.get_fixed_embedding(step, device)
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-
-
-def _choose(row: _Row, logits: Any) -> int:
-    """The row's next token: its processors, then a draw from its generator (or the arg-max).
-
-    coqui's streaming generator draws even when ``do_sample`` is false (with no warpers), so a streamed
-    item does as well: its tokens stay those of the unbatched stream.
-    """
-    import torch
-
-    scores = row.processors(row.seen_ids[None], logits)
-    params = row.item.params
-    if params.do_sample or row.item.stream_chunk_tokens is not None:
-        probs = torch.nn.functional.softmax(scores, dim=-1)
-        return int(torch.multinomial(probs, num_samples=1, generator=row.item.generator)[0, 0])
-    return int(torch.argmax(scores, dim=-1)[0])
 
 
 def _stretch(latents: Any, speed: float) -> Any:
@@ -247,19 +342,56 @@ def _stretch(latents: Any, speed: float) -> Any:
     return F.interpolate(latents.transpose(1, 2), scale_factor=length_scale, mode="linear").transpose(1, 2)
 
 
-def _vocode(model: Any, latents: list[Any], embeddings: list[Any]) -> list[Any]:
-    """HiFiGAN over each ``(1, n, d)`` latent; on a GPU, calls with equal lengths share one batched forward.
+def _cpu_pool() -> ThreadPoolExecutor:
+    """The process's thread pool for HiFiGAN calls on a CPU, one thread per torch intra-op thread."""
+    global _POOL
+    import torch
 
-    On a CPU each runs alone: a batched HiFiGAN does the same arithmetic there and was measured slower
-    (4 latents of 77 tokens: 8.7 s batched, 5.7 s one by one, 2 cores).
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="avs-vocoder")
+        return _POOL
+
+
+def _map_rows(model: Any, work: Any, items: list[Any]) -> list[Any]:
+    """``work`` over ``items`` in inference mode; on a CPU, several run side by side on :func:`_cpu_pool`.
+
+    XTTS's per-row work (HiFiGAN's convolutions, the tiny model's small matrix products) leaves cores
+    idle within one call: one HiFiGAN call of the tiny model took the same time with 1 and 2 intra-op
+    threads, and two calls side by side ran 1.7-2.1x (tiny) and 1.2x (release size) faster than one
+    after the other on 2 cores. A single item runs in the calling thread, as unbatched decoding runs it.
     """
     import torch
 
+    def run(item: Any) -> Any:
+        with torch.inference_mode():
+            return work(item)
+
+    if len(items) > 1 and model.device.type == "cpu":
+        return list(_cpu_pool().map(run, items))
+    return [run(item) for item in items]
+
+
+def _vocode(model: Any, latents: list[Any], embeddings: list[Any]) -> list[Any]:
+    """HiFiGAN over each ``(1, n, d)`` latent.
+
+    On a GPU, calls with equal lengths share one batched forward (exact: no padding). On a CPU each
+    latent runs alone (a batched HiFiGAN does the same arithmetic there and was measured slower: 4
+    release-size latents of 77 tokens, 8.7 s batched, 5.7 s one by one, 2 cores), side by side with
+    the others (:func:`_map_rows`).
+    """
+    import torch
+
+    if model.device.type == "cpu":
+        return _map_rows(
+            model,
+            lambda i: model.hifigan_decoder(latents[i], g=embeddings[i].to(model.device)).squeeze(),
+            list(range(len(latents))),
+        )
     waves: list[Any] = [None] * len(latents)
-    groups: dict[Any, list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for position, latent in enumerate(latents):
-        key = latent.shape[1] if latent.device.type == "cuda" else position
-        groups.setdefault(key, []).append(position)
+        groups.setdefault(latent.shape[1], []).append(position)
     for members in groups.values():
         batch = torch.cat([latents[m] for m in members])
         speakers = torch.cat([embeddings[m].to(model.device) for m in members])
@@ -292,8 +424,8 @@ def _whole_pieces(model: Any, rows: list[_Row]) -> Iterator[DecodeEvent]:
     if not rows:
         return
     gpt = model.gpt
-    latents = []
-    for row in rows:
+
+    def latent_of(row: _Row) -> Any:
         codes = torch.tensor([row.tokens], device=model.device)
         text = row.item.text_tokens[None].to(model.device)
         latent = gpt(
@@ -305,7 +437,9 @@ def _whole_pieces(model: Any, rows: list[_Row]) -> Iterator[DecodeEvent]:
             return_attentions=False,
             return_latent=True,
         )
-        latents.append(_stretch(latent, row.item.params.speed))
+        return _stretch(latent, row.item.params.speed)
+
+    latents = _map_rows(model, latent_of, rows)
     waves = _vocode(model, latents, [r.item.speaker_embedding for r in rows])
     for row, wave in zip(rows, waves, strict=True):
         yield DecodeEvent(row.index, wave, True)

@@ -87,11 +87,25 @@ def test_batching_quick_run_compares_batched_and_unbatched(tmp_path: Path) -> No
         for mode in ("unbatched", "batched"):
             assert level[mode]["requests"] == level[mode]["latency_ms"]["n"] == level["concurrent"]
             assert level[mode]["audio_s"] > 0
+            # HiFiGAN's time is clocked on both paths and is part of the wall time.
+            assert 0 < level[mode]["vocoder_s"] <= level[mode]["wall_s"]
+            assert level[mode]["decoding_s"] == pytest.approx(
+                level[mode]["wall_s"] - level[mode]["vocoder_s"], abs=2e-3
+            )
+        assert level["decoding_ratio"] > 0 and level["vocoder_ratio"] > 0
         # Both paths make the same audio (same requests, same lengths), so audio seconds agree.
         assert level["batched"]["audio_s"] == pytest.approx(level["unbatched"]["audio_s"], abs=1e-2)
     assert 0 < data["metrics"]["vocoder_share_of_one_request"] <= 1
     assert data["tables"] and len(data["tables"][0]["rows"]) == len(levels)
     assert "## batching" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_batching_levels_option_rejects_bad_values(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.batching", "--levels", "1,x", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--levels takes comma-separated whole numbers" in done.stderr
+    assert not (tmp_path / "batching.json").exists()
 
 
 def _gpu_realsize(tmp_path: Path, *args: str) -> dict:

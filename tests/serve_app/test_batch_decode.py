@@ -152,3 +152,55 @@ def test_a_piece_too_long_for_the_model_is_refused_before_batching(
     params = resolve_params("balanced", {"split_chars": 3000})
     with pytest.raises(InvalidInputError, match="lower split_chars"):
         engine.piece_items("word " * 600, "en", voices[0], params, seed=1)
+
+
+def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
+    # Five rows with different parameters, including ones that skip each warper, and logits with
+    # negative and positive values: each row's scores must be exactly what the HF processors give alone.
+    import torch
+
+    from serve_app.batch_decode import BatchSampler
+
+    params = [
+        SAMPLED,
+        GREEDY,
+        resolve_params("balanced", {"temperature": 1.0, "top_k": 0, "top_p": 1.0}),
+        resolve_params("balanced", {"temperature": 0.3, "top_k": 7, "top_p": 0.5, "repetition_penalty": 1.3}),
+        resolve_params("balanced", {"top_k": 2000, "top_p": 0.99, "repetition_penalty": 1.0}),
+    ]
+    vocab = 1026
+    source = torch.Generator().manual_seed(0)
+    seen = [torch.randint(0, vocab, (n,), generator=source) for n in (3, 40, 1, 200, 12)]
+    sampler = BatchSampler([(p, p.do_sample, s, None) for p, s in zip(params, seen, strict=True)], vocab, "cpu")
+    for _ in range(3):
+        logits = torch.randn(len(params), vocab, generator=source) * 4
+        batched = sampler.scores(logits)
+        for row, (p, ids) in enumerate(zip(params, seen, strict=True)):
+            alone = logits_processors(p)(ids[None], logits[row : row + 1].clone())
+            assert torch.equal(batched[row : row + 1], alone), p
+    # Different parameters do give different scores: the comparison above is not vacuous.
+    assert not torch.equal(batched[0], batched[3])
+
+
+def test_batch_sampler_draws_from_each_rows_generator() -> None:
+    import torch
+
+    from serve_app.batch_decode import BatchSampler
+
+    vocab = 64
+    logits = torch.ones(3, vocab)
+    logits[1, 5] = 9.0  # the greedy row's arg-max
+    rows = [
+        (SAMPLED, True, torch.tensor([0]), torch.Generator().manual_seed(1)),
+        (GREEDY, False, torch.tensor([0]), None),
+        (SAMPLED, True, torch.tensor([0]), torch.Generator().manual_seed(1)),
+    ]
+    sampler = BatchSampler(rows, vocab, "cpu")
+    first = sampler.choose(logits, [0, 1, 2])
+    assert first[1] == 5
+    assert first[0] == first[2]  # same seed, same scores: same draw
+    # Drawn tokens are now seen: the greedy row's penalty moves its choice off token 5.
+    assert bool(sampler.seen[1, 5]) and bool(sampler.seen[0, first[0]])
+    sampler.keep(torch.tensor([1]))
+    # 9 / 10 = 0.9 now scores below the unseen tokens' 1.0 (token 0 was seen from the start: 0.1).
+    assert sampler.choose(logits[1:2], [0]) == [1]
