@@ -7,6 +7,7 @@ restart test restores the application exactly as the session fixture deployed it
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from urllib.parse import urlparse
 
@@ -39,6 +40,23 @@ And the last one.
 LONG_SRT = "\n".join(
     f"{i + 1}\n00:00:{i * 5:02d},000 --> 00:00:{i * 5 + 4:02d},500\nSentence number {i + 1}.\n" for i in range(8)
 )
+
+
+# The tiny model with the release's HiFiGAN width: about 1.4 s per cue on a CPU instead of 0.13 s, so
+# the tests that kill or restart something mid-job, or cancel one, find a cue in flight.
+SLOW_MODEL = "tiny-xtts-wide"
+
+
+@pytest.fixture(scope="module")
+def slow_model(service, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``SLOW_MODEL`` in the service's storage (fine-tuned models are found there by id, on demand)."""
+    from voice_core.tiny import TinyModelSpec, make_tiny_model
+
+    target = service.storage / "models" / SLOW_MODEL
+    if not target.exists():
+        made = make_tiny_model(tmp_path_factory.mktemp("models") / SLOW_MODEL, TinyModelSpec(decoder_width=512))
+        shutil.copytree(made, target)
+    return SLOW_MODEL
 
 
 def _post(service, timeout: float = 60, **kwargs) -> httpx.Response:
@@ -118,8 +136,8 @@ def test_unknown_model_fails_the_job_or_falls_back_when_allowed(service) -> None
     assert "no-such-model" in fell_back["fallback_reason"]
 
 
-def test_cancel_stops_the_job(service) -> None:
-    created = _submit(service, srt=SRT)
+def test_cancel_stops_the_job(service, slow_model: str) -> None:
+    created = _submit(service, srt=SRT, model=slow_model)
     cancelled = httpx.delete(f"{service.url}/jobs/{created['id']}", headers=service.headers, timeout=30)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
@@ -187,40 +205,44 @@ def _tts_replica_actor():
     return actor, actor._actor_id.hex()
 
 
-def test_job_survives_a_killed_tts_replica(service) -> None:
+def test_job_survives_a_killed_tts_replica(service, slow_model: str) -> None:
     import ray
 
-    created = _submit(service, srt=SRT, seed=5)
+    created = _submit(service, srt=SRT, seed=5, model=slow_model)
     _wait(service, created["id"], until=lambda r: r["done"] >= 1 or r["status"] in FINAL)
     actor, actor_id = _tts_replica_actor()
     ray.kill(actor, no_restart=False)
     record = _wait(service, created["id"])
     assert record["status"] == "succeeded", record
+    assert record["model_used"] == slow_model
     assert record["done"] == record["total"] == 3
     assert record["retries"] >= 1, record
     assert _tts_replica_actor()[1] != actor_id  # Serve replaced the replica
     print(f"\nkilled TTS replica: job finished after {record['retries']} retries, {_timings(record)}")
 
 
-def test_job_survives_a_full_serve_restart(service) -> None:
+def test_job_survives_a_full_serve_restart(service, slow_model: str) -> None:
     from ray import serve
 
     from serve_app.app import build_app
     from tests.serve_app.conftest import app_args
 
-    created = _submit(service, srt=LONG_SRT, seed=9)
+    created = _submit(service, srt=LONG_SRT, seed=9, model=slow_model)
     job_id = created["id"]
     _wait(service, job_id, until=lambda r: r["done"] >= 1 or r["status"] in FINAL)
     started = time.monotonic()
     serve.shutdown()
     down_s = time.monotonic() - started
-    on_disk = (service.storage / "jobs" / job_id / "job.json").read_text()
-    assert '"status": "running"' in on_disk
-    port = urlparse(service.url).port
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(app_args(service.storage)), name="voice", route_prefix="/")
-    wait_for_http(f"{service.url}/health", 60)
+    try:
+        on_disk = (service.storage / "jobs" / job_id / "job.json").read_text()
+    finally:
+        # Whatever happens here, the application comes back: the tests after this one use it.
+        port = urlparse(service.url).port
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(app_args(service.storage)), name="voice", route_prefix="/")
+        wait_for_http(f"{service.url}/health", 60)
     up_s = time.monotonic() - started - down_s
+    assert '"status": "running"' in on_disk
     record = _wait(service, job_id)
     assert record["status"] == "succeeded", record
     assert record["attempts"] == 2 and record["resumed_from"] >= 1, record
