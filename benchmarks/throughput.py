@@ -136,10 +136,10 @@ def run(out_dir: Path, quick: bool) -> dict[str, Any]:
             if saturated_at is not None
             else f"still grow by at least {SCALING_FACTOR}x at {LEVELS[-1]} clients."
         ),
-        "A replica decodes one batch at a time (one lock per model); concurrent requests share a batch "
-        "(AVS_BATCH_MAX_SIZE, default 4), which on a CPU gains little because HiFiGAN runs per request "
-        "(benchmarks/batching.py), so extra clients mostly add queueing latency; p50 latency grows with the "
-        "clients ahead in line.",
+        "A replica decodes one batch at a time (one lock per model); concurrent requests share a batch of at "
+        "most AVS_BATCH_MAX_SIZE (default 4) and max_ongoing_requests, so clients beyond that add queueing "
+        "latency; p50 latency grows with the clients ahead in line. benchmarks/batching.py measures what "
+        "batching alone gains, without HTTP; here the clients, proxy and ingress share the same CPUs.",
     ]
     return result.finish(out_dir)
 
