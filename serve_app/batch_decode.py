@@ -163,27 +163,28 @@ class BatchSampler:
         def column(values: list[float]) -> Any:
             return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
 
-        params = [r[0] for r in rows]
-        self.generators = [r[3] for r in rows]
-        self.draws = [r[1] for r in rows]
-        warp = [p.do_sample for p in params]
-        self.penalty = column([p.repetition_penalty for p in params])
-        self.temperature = column([p.temperature if w else 1.0 for p, w in zip(params, warp, strict=True)])
+        # Per row: the warpers apply only when sampling, and each only when its parameter asks for it.
+        uses_top_k = [p.do_sample and p.top_k != 0 for p, *_ in rows]
+        uses_top_p = [p.do_sample and p.top_p < 1.0 for p, *_ in rows]
+        self.draws = [draws for _p, draws, *_ in rows]
+        self.generators = [generator for *_, generator in rows]
+        self.penalty = column([p.repetition_penalty for p, *_ in rows])
+        self.temperature = column([p.temperature if p.do_sample else 1.0 for p, *_ in rows])
         self.top_k = torch.tensor(
-            [min(max(p.top_k, 1), vocab) if w and p.top_k != 0 else vocab for p, w in zip(params, warp, strict=True)],
+            [min(max(p.top_k, 1), vocab) if k else vocab for (p, *_), k in zip(rows, uses_top_k, strict=True)],
             device=device,
         )
-        self.uses_top_k = torch.tensor([w and p.top_k != 0 for p, w in zip(params, warp, strict=True)], device=device)
-        self.top_p = column([p.top_p if w and p.top_p < 1.0 else 1.0 for p, w in zip(params, warp, strict=True)])
-        self.uses_top_p = torch.tensor([w and p.top_p < 1.0 for p, w in zip(params, warp, strict=True)], device=device)
+        self.top_p = column([p.top_p if t else 1.0 for (p, *_), t in zip(rows, uses_top_p, strict=True)])
+        self.uses_top_k = torch.tensor(uses_top_k, device=device)
+        self.uses_top_p = torch.tensor(uses_top_p, device=device)
         self.seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=device)
         for row, (_params, _draws, seen_ids, _gen) in enumerate(rows):
             ids = seen_ids.long()
             # As the processor does: ids beyond the scores (none in XTTS's prompts) are not penalised.
             self.seen[row, ids[ids < vocab]] = True
-        self.any_top_k = bool(self.uses_top_k.any())
-        self.any_top_p = bool(self.uses_top_p.any())
-        self.any_warp = any(warp)
+        self.any_top_k = any(uses_top_k)
+        self.any_top_p = any(uses_top_p)
+        self.any_warp = any(p.do_sample for p, *_ in rows)
 
     def scores(self, logits: Any) -> Any:
         """The processed scores ``(rows, vocab)`` of raw ``logits`` (float32)."""
@@ -343,7 +344,10 @@ def _stretch(latents: Any, speed: float) -> Any:
 
 
 def _cpu_pool() -> ThreadPoolExecutor:
-    """The process's thread pool for HiFiGAN calls on a CPU, one thread per torch intra-op thread."""
+    """The process's thread pool for per-row work on a CPU (latent pass, HiFiGAN).
+
+    One thread per torch intra-op thread.
+    """
     global _POOL
     import torch
 
