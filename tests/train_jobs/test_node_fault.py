@@ -62,10 +62,16 @@ def test_two_worker_run_resumes_after_losing_a_node(
     wait_until(lambda: any(step >= 2 for step in committed_steps(directory)), 600, "the first committed checkpoint")
     first_pid = json.loads((directory / "workers" / "rank_0.json").read_text())["pid"]
     node = wait_until(lambda: _node_of_pid(head, first_pid), 60, "the node of rank 0")
-    step_at_kill = read_progress(directory)["step"]
     (victim,) = [w for w in workers if w.node_id == node]
     killed_at = round(time.monotonic() - started, 1)
     victim.kill()
+    # What the run had reached when rank 0 died. Read after the kill: training runs on until then, and
+    # progress.json's step is written at most once a second, so a checkpoint can be committed after the
+    # last step written there. A checkpoint both workers reported just before the kill may still be
+    # recorded by the controller, so it gets a moment before the record is read.
+    time.sleep(2)
+    committed_at_kill = committed_steps(directory)
+    step_at_kill = max([read_progress(directory)["step"], *committed_at_kill])
     runner.join(timeout=900)
     assert result, "the run did not end"
     progress = read_progress(directory)
@@ -78,6 +84,7 @@ def test_two_worker_run_resumes_after_losing_a_node(
                 "node_id": node,
                 "at_s": killed_at,
                 "step_at_kill": step_at_kill,
+                "committed_steps_at_kill": committed_at_kill,
             },
             "job_returncode": result[0].returncode,
             "took_s": round(time.monotonic() - started, 1),
@@ -90,6 +97,10 @@ def test_two_worker_run_resumes_after_losing_a_node(
     assert result[0].returncode == 0, result[0].output[-4000:]
     assert step_at_kill < STEPS, "the run finished before the node was killed"
     assert progress["status"] == "finished" and progress["step"] == progress["total_steps"] == STEPS, progress
-    assert progress["resumes"] and 2 <= progress["resumes"][0]["step"] <= step_at_kill
+    # It resumed from the latest checkpoint committed before the node died (not from scratch, not later).
+    assert progress["resumes"] and progress["resumes"][0]["step"] == max(committed_at_kill) >= 2, (
+        progress["resumes"],
+        committed_at_kill,
+    )
     assert restarted_pid != first_pid
     assert (directory / "samples" / f"epoch_{EPOCHS}.wav").is_file()
