@@ -9,7 +9,7 @@ each) arrive together:
   batch of one, which is coqui's ``Xtts.inference`` bit for bit (tests/serve_app/test_batch_decode.py);
 - batched: they are decoded together in one batch (``max_batch_size`` at least the level).
 
-Each level runs both paths back to back three times, alternating which goes first, and reports the
+Each level runs both paths back to back five times, alternating which goes first, and reports the
 round with the median batched/unbatched ratio (ratios taken within a round: this machine's speed drifts).
 
 A request's latency is from the common start to its last audio. ``--model tiny`` (the default on CPU)
@@ -34,7 +34,7 @@ from benchmarks.report import Result, Table, cli, summary_ms
 NAME = "batching"
 LEVELS: tuple[int, ...] = (1, 4, 8, 16)
 LEVELS_QUICK: tuple[int, ...] = (1, 2)
-ROUNDS = 3
+ROUNDS = 5
 TARGET_LEVEL = 8
 TARGET_RATIO = 3.0
 RELEASE_TOKENS = 200
@@ -199,7 +199,10 @@ def run(
                 "texts": [t for t, _ in TEXTS],
             },
         )
-        measure(engine, requests_for(engine, 1, tokens), batched=False)  # warm-up
+        # Warm-up: every text alone and the largest batch once, so first-call costs (allocations, kernel
+        # choices per shape) land in no level's figures.
+        measure(engine, requests_for(engine, len(TEXTS), tokens), batched=False)
+        measure(engine, requests_for(engine, max(levels), tokens), batched=True)
         rows: list[dict[str, Any]] = []
         for level in levels:
             requests = requests_for(engine, level, tokens)

@@ -20,7 +20,7 @@ from serve_app.batch_decode import DecodeEvent, DecodeItem, decode_batch, encode
 from serve_app.profiles import SamplingParams
 from serve_app.text import normalise_language, split_text
 from voice_core.errors import InvalidInputError
-from voice_core.xtts_model import LoadReport
+from voice_core.xtts_model import LoadReport, fold_weight_norm
 
 # Silence between synthesised pieces of a long text.
 PIECE_GAP_S = 0.12
@@ -88,6 +88,7 @@ class XttsEngine:
     """
 
     def __init__(self, model: Any, report: LoadReport) -> None:
+        fold_weight_norm(model.hifigan_decoder)
         self.model = model
         self.report = report
         self._lock = threading.Lock()

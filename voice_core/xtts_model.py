@@ -171,6 +171,25 @@ def set_decoder_width(model: Any, width: int) -> None:
     )
 
 
+def fold_weight_norm(module: Any) -> int:
+    """Fold weight normalisation into plain weights, for inference only; returns how many were folded.
+
+    Coqui's HiFiGAN keeps ``weight_norm`` parametrizations after ``Xtts.load_checkpoint``, so every
+    forward recomputes each convolution's weight from its direction and magnitude. Folding computes
+    them once (the same arithmetic, so the outputs are bit for bit the same, as coqui's own vocoder
+    loader does in eval mode). The folded module no longer has the training layout of its state dict:
+    only engines that serve call this, never on a model that is saved or trained.
+    """
+    from torch.nn.utils import parametrize
+
+    folded = 0
+    for child in module.modules():
+        if parametrize.is_parametrized(child, "weight"):
+            parametrize.remove_parametrizations(child, "weight", leave_parametrized=True)
+            folded += 1
+    return folded
+
+
 def resolve_device(requested: str = "auto") -> str:
     """Map ``auto``/``cpu``/``cuda`` to the device to use, failing clearly if CUDA is absent."""
     import torch

@@ -204,3 +204,32 @@ def test_batch_sampler_draws_from_each_rows_generator() -> None:
     sampler.keep(torch.tensor([1]))
     # 9 / 10 = 0.9 now scores below the unseen tokens' 1.0 (token 0 was seen from the start: 0.1).
     assert sampler.choose(logits[1:2], [0]) == [1]
+
+
+def test_pool_threads_use_one_openmp_thread_and_leave_other_threads_theirs(
+    engine: XttsEngine, mixed: list[BatchRequest]
+) -> None:
+    """Each pool thread runs its HiFiGAN call on one core; nobody else's thread count changes.
+
+    Pool threads with the process's full OpenMP teams oversubscribed the cores, and a HiFiGAN call in
+    the replica's own thread took twice as long (0.08 s against 0.04 s, tiny model) once the pool existed.
+    ``torch.set_num_threads`` in a pool thread would also set the count threads started later take.
+    """
+    import threading
+
+    import torch
+
+    from serve_app.batch_decode import _cpu_pool
+
+    before = torch.get_num_threads()
+    if before < 2:
+        pytest.skip("needs a process with 2 or more intra-op threads")
+    assert len(engine.synthesize_batch(mixed[:2])) == 2  # two rows: HiFiGAN runs on the pool
+
+    assert set(_cpu_pool().map(lambda _: torch.get_num_threads(), range(8))) == {1}
+    assert torch.get_num_threads() == before
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [before]

@@ -26,6 +26,7 @@ from voice_core.tiny import TINY_SPEAKERS, TinyModelSpec, make_tiny_model
 from voice_core.xtts_model import (
     RELEASE_DECODER_WIDTH,
     decoder_width,
+    fold_weight_norm,
     load_xtts,
     resolve_device,
     validate_model_dir,
@@ -483,6 +484,22 @@ def test_decoder_width_is_taken_from_the_weights(
     speaker = torch.nn.functional.normalize(torch.randn(1, 512, 1), dim=1)
     with torch.inference_mode():
         assert narrow.hifigan_decoder(latents, g=speaker).shape == release.hifigan_decoder(latents, g=speaker).shape
+
+
+def test_folding_hifigans_weight_norm_keeps_its_audio_bit_for_bit(tiny_model_dir: Path) -> None:
+    model, _ = load_xtts(tiny_model_dir, device="cpu")
+    decoder = model.hifigan_decoder
+    latents = torch.randn(1, 12, 64)
+    speaker = torch.nn.functional.normalize(torch.randn(1, 512, 1), dim=1)
+    with torch.inference_mode():
+        before = decoder(latents, g=speaker)
+    assert any(".parametrizations.weight." in key for key in decoder.state_dict())
+
+    assert fold_weight_norm(decoder) > 10
+    assert not any("parametrizations" in key for key in decoder.state_dict())
+    with torch.inference_mode():
+        assert torch.equal(decoder(latents, g=speaker), before)
+    assert fold_weight_norm(decoder) == 0  # a second engine on the same model finds nothing left to fold
 
 
 def test_coquis_own_loader_cannot_build_the_narrow_decoder(tiny_model_dir: Path) -> None:
