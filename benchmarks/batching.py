@@ -272,8 +272,8 @@ def run(
         f"HiFiGAN takes {share:.0%} of one unbatched request's time here. Batching shares the GPT's "
         "per-step work between requests (the GPT decoding ratio: time outside HiFiGAN, unbatched over "
         "batched). HiFiGAN's work stays per request: on a GPU, latents of equal length share one forward; "
-        f"on a CPU each runs alone, side by side on a pool of {torch.get_num_threads()} threads, which "
-        "fills cores one call leaves idle (the HiFiGAN ratio) but does no less arithmetic.",
+        f"on a CPU each runs alone, side by side on a pool of {torch.get_num_threads()} threads of one core "
+        "each, which fills cores one call leaves idle (the HiFiGAN ratio) but does no less arithmetic.",
         f"At 1 concurrent request both paths do the same work; their ratio ({rows[0]['throughput_ratio']:.2f}x) "
         "shows how much this run's timings move by themselves (other load on the machine).",
         "Unbatched requests wait in line, so their p95 latency is nearly the whole run; batched ones finish "
