@@ -372,10 +372,14 @@ def _one_intra_op_thread() -> None:
     """Give the calling pool thread an OpenMP team of one.
 
     ``threadpoolctl`` sets the calling thread's own OpenMP setting. ``torch.set_num_threads`` would also
-    change the count every thread started later takes, the replica's request threads among them.
+    change the count every thread started later takes, the replica's request threads among them. Torch
+    sets a thread's count on its first parallel call, to the process's count once anything has called
+    ``torch.set_num_threads``; asking for the count first makes that happen before the limit, not after.
     """
+    import torch
     from threadpoolctl import threadpool_limits
 
+    torch.get_num_threads()
     threadpool_limits(1, user_api="openmp")
 
 
