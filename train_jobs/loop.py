@@ -25,7 +25,7 @@ from typing import Any
 
 from train_jobs.config import FinetuneConfig
 from train_jobs.methods import enable_gradient_checkpointing, get_method
-from train_jobs.model import TrainingFiles, build_trainer, trainer_config
+from train_jobs.model import TrainingFiles, build_trainer, coqui_trainer_module, trainer_config
 from train_jobs.progress import RunProgress, record_worker
 from voice_core.xtts_model import ModelFiles
 
@@ -81,7 +81,8 @@ class Worker:
         import ray.train.torch
         import torch
         from torch.utils.data import DataLoader
-        from TTS.tts.layers.xtts.trainer.dataset import XTTSDataset
+
+        dataset = coqui_trainer_module("dataset")
 
         self.config = FinetuneConfig(**payload["config"])
         self.run_dir = Path(payload["run_dir"])
@@ -111,8 +112,8 @@ class Worker:
         self.language = payload["language"]
         self.speaker_wav = payload["speaker_wav"]
         tokenizer, rate = self.trainer.xtts.tokenizer, self.tconfig.audio.sample_rate
-        train_set = XTTSDataset(self.tconfig, payload["train"], tokenizer, rate, is_eval=False)
-        eval_set = XTTSDataset(self.tconfig, payload["eval"], tokenizer, rate, is_eval=True)
+        train_set = dataset.XTTSDataset(self.tconfig, payload["train"], tokenizer, rate, is_eval=False)
+        eval_set = dataset.XTTSDataset(self.tconfig, payload["eval"], tokenizer, rate, is_eval=True)
         loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=train_set.collate_fn)
         self.loader = ray.train.torch.prepare_data_loader(loader, move_to_device=False)
         self.eval_loader = DataLoader(eval_set, batch_size=cfg.batch_size, collate_fn=eval_set.collate_fn)

@@ -65,15 +65,33 @@ def base_config(files: TrainingFiles) -> Any:
     return config
 
 
+def coqui_trainer_module(name: str) -> Any:
+    """Import ``TTS.tts.layers.xtts.trainer.<name>``, keeping torch's intra-op thread count.
+
+    Coqui's ``TTS.tts.layers.xtts.trainer.dataset`` calls ``torch.set_num_threads(1)`` when it is imported
+    (and ``gpt_trainer`` imports it), which would leave a training worker on one core whatever CPUs Ray
+    gave it (Ray sets ``OMP_NUM_THREADS`` to the worker's CPUs). Import it through this function.
+    """
+    import importlib
+
+    import torch
+
+    threads = torch.get_num_threads()
+    module = importlib.import_module(f"TTS.tts.layers.xtts.trainer.{name}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return module
+
+
 def trainer_config(
     files: TrainingFiles, *, lr: float, weight_decay: float, batch_size: int, seed: int, max_text_tokens: int
 ) -> Any:
     """A ``GPTTrainerConfig`` with the base model's architecture and local file paths."""
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainerConfig
+    gpt_trainer = coqui_trainer_module("gpt_trainer")
 
     base = base_config(files)
-    names = {f.name for f in dataclasses.fields(GPTArgs)}
-    args = GPTArgs(**{k: v for k, v in base.model_args.to_dict().items() if k in names})
+    names = {f.name for f in dataclasses.fields(gpt_trainer.GPTArgs)}
+    args = gpt_trainer.GPTArgs(**{k: v for k, v in base.model_args.to_dict().items() if k in names})
     args.tokenizer_file = str(files.model.vocab)
     args.mel_norm_file = str(files.mel_stats)
     args.dvae_checkpoint = str(files.dvae)
@@ -81,7 +99,7 @@ def trainer_config(
     args.min_conditioning_length = MIN_CONDITIONING_SAMPLES
     args.max_conditioning_length = MAX_CONDITIONING_SAMPLES
     args.max_text_length = max_text_tokens
-    return GPTTrainerConfig(
+    return gpt_trainer.GPTTrainerConfig(
         model_args=args,
         audio=base.audio,
         languages=base.languages,
@@ -99,9 +117,7 @@ def trainer_config(
 
 def build_trainer(files: TrainingFiles, config: Any) -> Any:
     """Create coqui's ``GPTTrainer`` and load the base weights into its ``Xtts``."""
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
-
-    trainer = GPTTrainer(config)
+    trainer = coqui_trainer_module("gpt_trainer").GPTTrainer(config)
     state_dict, _notes, _fmt = read_state_dict(files.model.weights)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith("gpt.gpt_inference.")}
     set_decoder_width(trainer.xtts, decoder_width(state_dict))
