@@ -85,7 +85,6 @@ class _Row:
 
     index: int
     item: DecodeItem
-    seen_ids: Any
     limit: int
     tokens: list[int] = field(default_factory=list)
     latents: list[Any] = field(default_factory=list)
@@ -110,44 +109,14 @@ def encode_piece(model: Any, text: str, language: str) -> Any:
     return torch.IntTensor(model.tokenizer.encode(text.strip().lower(), lang=language.split("-")[0]))
 
 
-def logits_processors(params: SamplingParams) -> Any:
-    """The Hugging Face processors ``generate`` applies for these parameters, in its order.
-
-    Args:
-        params: the request's sampling parameters.
-
-    Returns:
-        A ``LogitsProcessorList`` (repetition penalty; temperature, top-k and top-p when sampling).
-    """
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    processors = LogitsProcessorList()
-    if params.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(float(params.repetition_penalty)))
-    if params.do_sample:
-        if params.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(params.temperature))
-        if params.top_k != 0:
-            processors.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
-        if params.top_p < 1.0:
-            processors.append(TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1))
-    return processors
-
-
 class BatchSampler:
     """Next tokens of all rows in a few batched operations, each row with its own parameters.
 
-    Row by row it computes exactly what :func:`logits_processors` followed by ``generate``'s draw
-    computes for one sequence (the same element-wise arithmetic, so the same floats): repetition
-    penalty over the tokens a row has seen, then, for sampled rows, temperature, top-k and top-p; a
-    softmax; and a draw from the row's own generator, or the arg-max for greedy rows. Only the draws
-    run row by row (each row has its own generator). A streamed row draws even when greedy, as
+    Row by row it computes exactly what ``generate``'s Hugging Face processors and draw compute for one
+    sequence (the same element-wise arithmetic, so the same floats): repetition penalty over the
+    tokens a row has seen, then, for sampled rows, temperature, top-k and top-p; a softmax; and a draw
+    from the row's own generator, or the arg-max for greedy rows. Only the draws run row by row (each
+    row has its own generator). A streamed row draws even when greedy, as
     coqui's streaming generator does (with no warpers).
 
     Args:
@@ -213,16 +182,17 @@ class BatchSampler:
 
         scores = self.scores(logits)
         tokens = torch.argmax(scores, dim=-1)[live]
-        drawing = [n for n, row in enumerate(live) if self.draws[row]]
+        drawing = [n for n, row in enumerate(live) if self.draws[row]]  # positions in ``live``
         if drawing:
-            probs = torch.nn.functional.softmax(scores[[live[n] for n in drawing]], dim=-1)
+            drawn_rows = [live[n] for n in drawing]
+            probs = torch.nn.functional.softmax(scores[drawn_rows], dim=-1)
             if not bool(((probs >= 0) & (probs < float("inf"))).all()):
                 raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
             # torch.multinomial's draw of one sample, row by row from each row's generator: the arg-max of
             # p / q with q ~ Exp(1) filled from the generator (the same fill as the one multinomial makes).
             noise = torch.empty_like(probs)
-            for n, index in enumerate(drawing):
-                noise[n].exponential_(1, generator=self.generators[live[index]])
+            for n, row in enumerate(drawn_rows):
+                noise[n].exponential_(1, generator=self.generators[row])
             tokens[drawing] = torch.argmax(probs / noise, dim=-1)
         self.seen[torch.tensor(live, device=self.seen.device, dtype=torch.long), tokens] = True
         return [int(t) for t in tokens.tolist()]
@@ -257,13 +227,17 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
     device = model.device
     rows: list[_Row] = []
     prefixes = []
+    sampled: list[tuple[SamplingParams, bool, Any, Any]] = []
     for index, item in enumerate(items):
         fake_inputs = gpt.compute_embeddings(item.gpt_cond_latent.to(device), item.text_tokens[None].to(device))
         prefixes.append(gpt.gpt_inference.cached_prefix_emb[0])
         # generate's repetition penalty also sees the prompt ids coqui passes (1s and the start token).
         seen = torch.unique(fake_inputs[0])
+        # coqui's streaming generator draws even when greedy (with no warpers), so a streamed row draws too.
+        draws = item.params.do_sample or item.stream_chunk_tokens is not None
+        sampled.append((item.params, draws, seen, item.generator))
         limit = min(item.max_new_tokens or gpt.max_gen_mel_tokens, gpt.max_gen_mel_tokens)
-        rows.append(_Row(index, item, seen, limit))
+        rows.append(_Row(index, item, limit))
 
     width = max(p.shape[0] for p in prefixes)
     dim = prefixes[0].shape[-1]
@@ -277,19 +251,7 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         mask[row, width - prefix.shape[0] :] = 1
     embeds[:, width] = start
 
-    sampler = BatchSampler(
-        [
-            (
-                r.item.params,
-                r.item.params.do_sample or r.item.stream_chunk_tokens is not None,
-                r.seen_ids,
-                r.item.generator,
-            )
-            for r in rows
-        ],
-        gpt.mel_head.out_features,
-        device,
-    )
+    sampler = BatchSampler(sampled, gpt.mel_head.out_features, device)
     cache = None
     step = 0
     while rows:

@@ -9,13 +9,13 @@ voice or random numbers would differ by far more (two seeds differ by ~7e-3).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from serve_app.batch_decode import logits_processors
 from serve_app.engine import BatchRequest, VoiceLatents, XttsEngine
-from serve_app.profiles import resolve_params
+from serve_app.profiles import SamplingParams, resolve_params
 
 ROUNDING = 1e-5
 GREEDY = resolve_params("balanced", {"do_sample": False})
@@ -45,6 +45,32 @@ def mixed(voices: list[VoiceLatents]) -> list[BatchRequest]:
         BatchRequest("Olá, tudo bem com você? Estou bem, obrigado.", "pt", voices[1], GREEDY, seed=2),
         BatchRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
     ]
+
+
+def logits_processors(params: SamplingParams) -> Any:
+    """The Hugging Face processors ``generate`` applies for these parameters, in its order.
+
+    The reference :class:`BatchSampler`'s scores are checked against, row by row.
+    """
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if params.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(params.repetition_penalty)))
+    if params.do_sample:
+        if params.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(params.temperature))
+        if params.top_k != 0:
+            processors.append(TopKLogitsWarper(top_k=params.top_k, min_tokens_to_keep=1))
+        if params.top_p < 1.0:
+            processors.append(TopPLogitsWarper(top_p=params.top_p, min_tokens_to_keep=1))
+    return processors
 
 
 def unbatched(engine: XttsEngine, request: BatchRequest) -> np.ndarray:
