@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--model", choices=("auto", "tiny", "release"), default="auto")
     parser.add_argument("--levels", type=_levels, default=None, help="concurrency levels, e.g. 1,4,8")
-    parser.add_argument("--tokens", type=int, default=RELEASE_TOKENS, help="tokens per request (release model)")
+    parser.add_argument("--tokens", type=_tokens, default=RELEASE_TOKENS, help="tokens per request (release model)")
     known, rest = parser.parse_known_args(argv)
     return cli(NAME, lambda out, quick: run(out, quick, known.model, known.levels, known.tokens), rest)
 
@@ -302,6 +302,16 @@ def _levels(text: str) -> tuple[int, ...]:
     if not levels or min(levels) < 1:
         raise argparse.ArgumentTypeError(f"--levels must be 1 or more each; got {text!r}")
     return levels
+
+
+def _tokens(text: str) -> int:
+    try:
+        tokens = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tokens takes a whole number, e.g. 40; got {text!r}") from None
+    if tokens < 1:
+        raise argparse.ArgumentTypeError(f"--tokens must be 1 or more; got {text!r}")
+    return tokens
 
 
 if __name__ == "__main__":

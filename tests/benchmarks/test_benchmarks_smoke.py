@@ -100,11 +100,20 @@ def test_batching_quick_run_compares_batched_and_unbatched(tmp_path: Path) -> No
     assert "## batching" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
-def test_batching_levels_option_rejects_bad_values(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "benchmarks.batching", "--levels", "1,x", "--out", str(tmp_path)]
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--levels", "1,x", "--levels takes comma-separated whole numbers"),
+        ("--levels", "0,4", "--levels must be 1 or more each"),
+        ("--tokens", "0", "--tokens must be 1 or more"),
+        ("--tokens", "many", "--tokens takes a whole number"),
+    ],
+)
+def test_batching_options_reject_bad_values(tmp_path: Path, option: str, value: str, message: str) -> None:
+    command = [sys.executable, "-m", "benchmarks.batching", option, value, "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "--levels takes comma-separated whole numbers" in done.stderr
+    assert message in done.stderr
     assert not (tmp_path / "batching.json").exists()
 
 
