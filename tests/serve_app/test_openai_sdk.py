@@ -15,6 +15,11 @@ pytestmark = pytest.mark.slow
 
 SAMPLE_RATE = 24000
 TEXT = "Hello from the OpenAI client."
+# Seeded, so each format carries the same speech: the tiny model's unseeded answers are sometimes under
+# half a second long (a stop token drawn early).
+SEED = 7
+SPEECH = {"model": "tts-1", "voice": "alloy", "input": TEXT, "extra_body": {"seed": SEED}}
+LOSSY_PADDING_S = {"mp3": 0.11, "aac": 0.11}
 CODECS = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac", "wav": "pcm_s16le", "pcm": "pcm_s16le"}
 
 
@@ -41,9 +46,16 @@ def probe(data: bytes, path: Path, fmt: str) -> dict:
     return streams[0]
 
 
+@pytest.fixture(scope="module")
+def pcm_seconds(client) -> float:
+    """Length of the seeded test speech as raw pcm: the length every encoded format must decode to."""
+    data = client.audio.speech.create(**SPEECH, response_format="pcm").content
+    return len(data) / 2 / SAMPLE_RATE
+
+
 @pytest.mark.parametrize("fmt", list(CODECS))
-def test_every_response_format(client, fmt: str, tmp_path: Path) -> None:
-    response = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format=fmt)
+def test_every_response_format(client, pcm_seconds: float, fmt: str, tmp_path: Path) -> None:
+    response = client.audio.speech.create(**SPEECH, response_format=fmt)
     data = response.content
     assert len(data) > 1000
     stream = probe(data, tmp_path / f"speech.{fmt}", fmt)
@@ -52,8 +64,13 @@ def test_every_response_format(client, fmt: str, tmp_path: Path) -> None:
     assert stream["channels"] == 1
     # Opus always decodes at 48 kHz; the other formats keep the model's 24 kHz.
     assert int(stream["sample_rate"]) == (48000 if fmt == "opus" else SAMPLE_RATE)
+    assert response.response.headers["x-seed"] == str(SEED)
     seconds = len(data) / 2 / SAMPLE_RATE if fmt == "pcm" else len(decode_audio(data, SAMPLE_RATE)) / SAMPLE_RATE
-    assert seconds > 0.5
+    # The seed fixes the audio, so every container holds the same speech. Only lossy codecs' padding may
+    # add to it: a streamed mp3 keeps the encoder's ~50 ms delay plus part of a 1152-sample frame, aac its
+    # 1024-sample priming plus part of a frame. Opus, flac and wav give back exactly the samples sent.
+    assert pcm_seconds > 0.5
+    assert 0 <= seconds - pcm_seconds <= LOSSY_PADDING_S.get(fmt, 0.0)
 
 
 def test_streaming_response(client) -> None:
@@ -92,6 +109,7 @@ def test_instructions_are_accepted_and_flagged_as_ignored(client) -> None:
         input=TEXT,
         response_format="pcm",
         instructions="Speak cheerfully.",
+        extra_body={"seed": SEED},
     )
     assert response.headers["x-instructions-ignored"] == "true"
     assert len(response.content) > SAMPLE_RATE
@@ -100,7 +118,7 @@ def test_instructions_are_accepted_and_flagged_as_ignored(client) -> None:
 def test_sse_stream(client) -> None:
     events = []
     with client.audio.speech.with_streaming_response.create(
-        model="tts-1", voice="alloy", input=TEXT, response_format="wav", stream_format="sse"
+        **SPEECH, response_format="wav", stream_format="sse"
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
