@@ -77,7 +77,15 @@ def ray_session():
     os.environ["RAY_TMPDIR"] = temp_dir
     os.environ.pop("RAY_ADDRESS", None)
     metrics_port = free_port()
-    ray.init(num_cpus=4, include_dashboard=False, _metrics_export_port=metrics_port, log_to_driver=False)
+    # Metrics leave each process every second instead of Ray's default 10 s: a test run of a few seconds
+    # would otherwise finish (and its gauges vanish) before they were ever exported.
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 1000},
+        log_to_driver=False,
+    )
     try:
         yield metrics_port
     finally:

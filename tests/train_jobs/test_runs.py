@@ -52,12 +52,16 @@ def test_lora_run_completes(ray_session: int, train_settings: Settings) -> None:
     seen: dict[str, float] = {}
     done = threading.Event()
 
-    def scrape() -> None:  # gauges live while the worker does: read them during the run
+    scrapes: list[str] = []  # what each scrape got, for the failure message
+
+    def scrape() -> None:  # gauges live while the worker does (about two export intervals more): read them now
         while not done.wait(1.0):
             try:
-                text = httpx.get(f"http://127.0.0.1:{ray_session}/metrics", timeout=5).text
-            except httpx.HTTPError:
+                text = httpx.get(f"http://127.0.0.1:{ray_session}/metrics", timeout=30).text
+            except httpx.HTTPError as error:
+                scrapes.append(type(error).__name__)
                 continue
+            scrapes.append(f"{len(text)} chars")
             for key, value in (
                 ("step", exported(text, "avs_training_step", run="run")),
                 ("train", exported(text, "avs_training_loss", run="run", split="train")),
@@ -82,7 +86,7 @@ def test_lora_run_completes(ray_session: int, train_settings: Settings) -> None:
     assert not (latest / "model.pth").exists()  # LoRA checkpoints hold the adapter only
     assert len(run_checkpoints(directory)) <= 3 + 1  # keep_checkpoints best ones, plus the latest
     # Exported through Ray's Prometheus endpoint while the run went on.
-    assert seen.get("step", 0) >= 2 and seen.get("train", 0) > 0 and seen.get("eval", 0) > 0, seen
+    assert seen.get("step", 0) >= 2 and seen.get("train", 0) > 0 and seen.get("eval", 0) > 0, (seen, scrapes)
 
 
 def test_full_run_completes(ray_session: int, train_settings: Settings) -> None:
