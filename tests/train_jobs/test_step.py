@@ -15,7 +15,7 @@ import torch
 from tests.train_jobs.conftest import small_config
 from train_jobs.loop import lr_factor, param_groups
 from train_jobs.methods import get_method, trainable_parameters
-from train_jobs.model import build_trainer, trainer_config, training_files
+from train_jobs.model import build_trainer, coqui_trainer_module, trainer_config, training_files
 from train_jobs.runner import prepare_run
 from voice_core.settings import Settings
 from voice_core.storage import Storage
@@ -23,7 +23,6 @@ from voice_core.storage import Storage
 
 def _trainer_and_batch(settings: Settings, method: str) -> tuple[object, dict]:
     from torch.utils.data import DataLoader
-    from TTS.tts.layers.xtts.trainer.dataset import XTTSDataset
 
     config = small_config(method=method, lora_rank=8, lora_alpha=16)
     prepared = prepare_run(config, settings)
@@ -34,7 +33,9 @@ def _trainer_and_batch(settings: Settings, method: str) -> tuple[object, dict]:
     random.seed(0)
     trainer = build_trainer(files, tconfig)
     get_method(method).prepare(trainer.xtts, config)
-    data = XTTSDataset(tconfig, prepared.payload["train"], trainer.xtts.tokenizer, 22050, is_eval=True)
+    data = coqui_trainer_module("dataset").XTTSDataset(
+        tconfig, prepared.payload["train"], trainer.xtts.tokenizer, 22050, is_eval=True
+    )
     batch = next(iter(DataLoader(data, batch_size=4, collate_fn=data.collate_fn)))
     trainer.eval()
     trainer.xtts.gpt.train()
