@@ -36,12 +36,14 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     Returns:
         The bound application, ready for ``serve.run`` or ``serve run serve_config.yaml``.
     """
+    from serve_app.boundary import check_exposure
     from serve_app.ingress import Ingress
     from serve_app.job_runner import JobRunner
     from serve_app.tts import TTSDeployment
 
     parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
     settings = Settings.load(**parsed.settings)
+    check_exposure(settings, settings.host)
     tts = TTSDeployment.options(**tts_deployment_options(parsed.tts)).bind(settings, parsed.tts.max_models_per_replica)
     runner = JobRunner.options(ray_actor_options={"num_cpus": parsed.jobs.num_cpus}).bind(
         tts, settings, parsed.jobs.max_concurrent_jobs

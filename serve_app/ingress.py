@@ -1,14 +1,13 @@
-"""The HTTP ingress: FastAPI app, middleware (request id, auth, errors, metrics) and the Serve class.
+"""The HTTP ingress: the FastAPI app (routes, error handlers, the boundary middleware) and the Serve class.
 
 Routes live in ``serve_app/routes/``; they reach the deployments through :func:`serve_app.routes.context.ctx`.
+What every request passes before a route sees it is in :mod:`serve_app.boundary`; the OpenAPI document
+is completed in :mod:`serve_app.openapi`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI, Request
@@ -16,28 +15,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Match
 
+from serve_app.boundary import (
+    BoundaryMiddleware,
+    allowed_hosts,
+    check_exposure,
+    describe_validation,
+    error_response,
+    route_path,
+)
+from serve_app.openapi import complete_openapi
 from serve_app.routes import datasets, info, jobs, speech, training, ui, voices
-from serve_app.routes.context import IngressContext, ctx, set_context
-from voice_core.errors import OverloadedError, ReplicaLostError, UnauthorizedError, VoiceError
+from serve_app.routes.context import IngressContext, set_context
+from voice_core.errors import OverloadedError
 from voice_core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Routes that never need an API key.
-# Liveness and the web UI's page and assets need no key (the page asks for one and sends it on API calls).
-PUBLIC_PATHS = ("/health", "/ui/")
-PUBLIC_PAGES = frozenset({"/"})
 
 
 async def backpressure_as_overloaded() -> AsyncIterator[None]:
     """Turn Serve's ``BackPressureError`` from a full TTS queue into :class:`OverloadedError`.
 
     Serve registers its own plain-text handler for ``BackPressureError`` on the ingress app, and that
-    handler answers before the middleware below sees the exception; translating it here, around the
+    handler answers before the middleware sees the exception; translating it here, around the
     route, keeps the JSON error shape and ``Retry-After``.
     """
     from ray.serve.exceptions import BackPressureError
@@ -51,43 +53,7 @@ async def backpressure_as_overloaded() -> AsyncIterator[None]:
 api = FastAPI(title="Audio Voice Service", version="0.1.0", dependencies=[Depends(backpressure_as_overloaded)])
 for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router, ui.router):
     api.include_router(router)
-
-
-def error_response(status: int, error_type: str, message: str, request_id: str) -> JSONResponse:
-    """Build the project's JSON error body ``{"error": {"message", "type", "request_id"}}``."""
-    return JSONResponse(
-        status_code=status,
-        content={"error": {"message": message, "type": error_type, "request_id": request_id}},
-    )
-
-
-def as_voice_error(exc: BaseException) -> VoiceError | None:
-    """Return the project error behind ``exc`` (also when Ray wrapped it on the way back).
-
-    A replica that died while it held the request (``RayActorError``: its process or node was lost)
-    becomes :class:`ReplicaLostError`, a 503 the caller can retry, rather than an internal error.
-    """
-    from ray.exceptions import RayActorError
-
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, VoiceError):
-        return cause
-    if isinstance(exc, RayActorError):
-        return ReplicaLostError(
-            "the replica working on this request was lost (its process or node failed); retry: another replica "
-            "will answer"
-        )
-    return exc if isinstance(exc, VoiceError) else None
-
-
-def voice_error_response(error: VoiceError, request_id: str) -> JSONResponse:
-    """JSON error response for a project error (503s carry ``Retry-After``)."""
-    response = error_response(error.status_code, error.error_type, error.message, request_id)
-    if error.status_code == 503:
-        response.headers["retry-after"] = "1"
-    if error.status_code == 401:
-        response.headers["www-authenticate"] = "Bearer"
-    return response
+api.openapi = lambda: complete_openapi(api)  # type: ignore[method-assign]
 
 
 @api.exception_handler(RequestValidationError)
@@ -97,102 +63,51 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return error_response(400, "invalid_request_error", describe_validation(exc.errors()), request.state.request_id)
 
 
+def _leaf_routes(routes: list) -> list:
+    """The routes of an app, those of included routers too (they are included without a prefix)."""
+    leaves = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        leaves += _leaf_routes(included.routes) if included is not None else [route]
+    return leaves
+
+
+def allowed_methods(path: str) -> list[str]:
+    """Every method some route serves at ``path`` (for the ``Allow`` header of a 405)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(api.routes):
+        match, _ = route.matches({"type": "http", "path": path, "method": "", "root_path": ""})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 @api.exception_handler(StarletteHTTPException)
 async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Routing errors (404 unknown path, 405 wrong method) in the project's JSON error shape."""
+    """Routing errors (404 unknown path, 405 wrong method, with ``Allow``) in the project's JSON error shape."""
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     request.state.error_type = kind
     message = f"{exc.detail}: {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
-    return error_response(exc.status_code, kind, message, request.state.request_id)
+    methods = allowed_methods(route_path(request.scope)) if exc.status_code == 405 else []
+    if methods:
+        message += f"; this path takes {', '.join(methods)}"
+    response = error_response(exc.status_code, kind, message, request.state.request_id)
+    if methods:
+        response.headers["allow"] = ", ".join(methods)
+    return response
 
 
-def describe_validation(errors: list) -> str:
-    """One readable line per invalid field (``field 'input': String should have at most 4096 characters``)."""
-    parts = []
-    for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form")]
-        field = ".".join(loc) or "body"
-        parts.append(f"field '{field}': {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+api.add_middleware(BoundaryMiddleware)
 
 
-class RequestContextMiddleware:
-    """Request id, API-key check, project errors as JSON, and request metrics (pure ASGI).
+def serve_bound_host(settings: Settings) -> str:
+    """The address Serve's HTTP proxies listen on (the settings' ``host`` when Serve cannot say)."""
+    try:
+        from ray.serve.context import _get_global_client
 
-    A plain ASGI wrapper rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
-    runs the route in a second task and copies every response message through a memory stream,
-    which costs about a millisecond per request on a small machine and more per streamed chunk.
-    The request's metrics are recorded when its response starts (status known), as before.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one ASGI call; non-HTTP scopes (lifespan) pass straight through."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        from serve_app.metrics import record_request
-
-        state = scope.setdefault("state", {})
-        headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
-        state["request_id"] = request_id
-        started = time.perf_counter()
-        response_started = False
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start" and not response_started:
-                response_started = True
-                # error_type is set by the exception handlers above when they answer.
-                seconds = time.perf_counter() - started
-                record_request(_route_path(scope), message["status"], seconds, state.get("error_type"))
-            await send(message)
-
-        try:
-            check_api_key(headers, scope["path"])
-            await self.app(scope, receive, send_and_record)
-        except Exception as exc:  # every error leaves as JSON, never as a traceback
-            if response_started:
-                raise  # a stream failed midway: its status line is gone, nothing else can be sent
-            error = as_voice_error(exc)
-            if error is None:
-                log.exception("request %s failed", request_id)
-                response = error_response(500, "internal_error", "internal error; see the service log", request_id)
-                state["error_type"] = "internal_error"
-            else:
-                response = voice_error_response(error, request_id)
-                state["error_type"] = error.error_type
-            await response(scope, receive, send_and_record)
-
-
-def _route_path(scope: Scope) -> str:
-    """The matched route's template (``/voices/{voice_id}``), a bounded metric label."""
-    return getattr(scope.get("route"), "path", "unmatched")
-
-
-api.add_middleware(RequestContextMiddleware)
-
-
-def check_api_key(headers: Headers, path: str) -> None:
-    """Raise UnauthorizedError unless the request carries one of the configured keys (or keys are off).
-
-    Args:
-        headers: the request's headers.
-        path: the request path (paths under :data:`PUBLIC_PATHS` need no key).
-    """
-    settings: Settings = ctx().settings
-    if not settings.api_keys or path.startswith(PUBLIC_PATHS) or path in PUBLIC_PAGES:
-        return
-    header = headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        for key in settings.api_keys:
-            if hmac.compare_digest(token.encode(), key.get_secret_value().encode()):
-                return
-    raise UnauthorizedError("missing or invalid API key: send 'Authorization: Bearer <key>'")
+        return _get_global_client().http_config.host or settings.host
+    except Exception:  # no controller to ask (unit tests); the run command binds settings.host
+        return settings.host
 
 
 @serve.deployment(name="Ingress")
@@ -201,4 +116,8 @@ class Ingress:
     """FastAPI routes in front of the TTS deployment; holds only handles and settings."""
 
     def __init__(self, tts: DeploymentHandle, settings: Settings, runner: DeploymentHandle | None = None) -> None:
-        set_context(IngressContext(tts=tts, settings=settings, runner=runner))
+        bound = serve_bound_host(settings)
+        check_exposure(settings, bound)
+        set_context(
+            IngressContext(tts=tts, settings=settings, runner=runner, allowed_hosts=allowed_hosts(settings, bound))
+        )

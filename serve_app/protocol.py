@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from serve_app.profiles import ProfileName
+from voice_core.storage import COMPONENT_PATTERN, validate_component
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 MAX_INPUT_CHARS = 4096
@@ -16,11 +17,40 @@ MAX_INPUT_CHARS = 4096
 OPENAI_MODEL_ALIASES: dict[str, str | None] = {"tts-1": None, "tts-1-hd": "ultra_quality", "gpt-4o-mini-tts": None}
 
 
+VOICE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$"
+
+
+def _model_id(value: str) -> str:
+    return validate_component(value, "model id")
+
+
+def _voice_name(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a voice name has no control characters; use a stored voice id or a speaker name")
+    return value
+
+
+# Ids checked at the boundary, before they reach a header, a log line or a path.
+ModelId = Annotated[
+    str,
+    AfterValidator(_model_id),
+    WithJsonSchema({"type": "string", "pattern": COMPONENT_PATTERN, "minLength": 1, "maxLength": 128}),
+]
+VoiceName = Annotated[
+    str,
+    Field(min_length=1, max_length=128),
+    AfterValidator(_voice_name),
+    WithJsonSchema({"type": "string", "pattern": VOICE_PATTERN, "minLength": 1, "maxLength": 128}),
+]
+LanguageCode = Annotated[str, Field(min_length=2, max_length=16, pattern=LANGUAGE_PATTERN)]
+
+
 class VoiceRef(BaseModel):
     """OpenAI's object form of ``voice``: ``{"id": "<voice id>"}``."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=128)
+    id: VoiceName
 
 
 class SpeechRequest(BaseModel):
@@ -28,15 +58,15 @@ class SpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="tts-1", min_length=1, max_length=128)
+    model: ModelId = "tts-1"
     input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
-    voice: str | VoiceRef
+    voice: VoiceName | VoiceRef
     response_format: ResponseFormat = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
     instructions: str | None = Field(default=None, max_length=MAX_INPUT_CHARS)
     # Extensions (send with the SDK's extra_body):
-    language: str | None = Field(default=None, max_length=16)
+    language: LanguageCode | None = None
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     quality_profile: ProfileName | None = None
     allow_fallback: bool = False
@@ -56,9 +86,9 @@ class TTSRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
-    language: str | None = Field(default=None, max_length=16)
-    voice: str | None = Field(default=None, max_length=128)
-    model: str | None = Field(default=None, max_length=128)
+    language: LanguageCode | None = None
+    voice: VoiceName | None = None
+    model: ModelId | None = None
     allow_fallback: bool = False
     quality_profile: ProfileName = "balanced"
     temperature: float | None = Field(default=None, gt=0, le=2.0)

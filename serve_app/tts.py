@@ -33,7 +33,7 @@ from serve_app.metrics import record_synthesis
 from serve_app.profiles import SamplingParams, resolve_params
 from serve_app.protocol import SynthesisRequest, SynthesisResult
 from serve_app.voices import VoiceStore
-from voice_core.errors import InvalidInputError, VoiceError
+from voice_core.errors import NotFoundError, VoiceError
 from voice_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class TTSDeployment:
                     self._latents_cache.popitem(last=False)
             return latents, name
         hint = f" (OpenAI voice {name!r} maps to {speaker!r})" if speaker != name else ""
-        raise InvalidInputError(
+        raise NotFoundError(
             f"unknown voice {name!r}{hint}: use a built-in speaker of model '{engine.report.model_id}' or a stored "
             "voice id (GET /voices), or upload reference audio"
         )

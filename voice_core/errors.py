@@ -55,6 +55,20 @@ class UnauthorizedError(VoiceError, PermissionError):
     error_type = "unauthorized"
 
 
+class ForbiddenError(VoiceError, PermissionError):
+    """The request is refused whatever its key (a page of another origin posting to the service)."""
+
+    status_code = 403
+    error_type = "forbidden"
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The body is sent with a media type the route does not take."""
+
+    status_code = 415
+    error_type = "unsupported_media_type"
+
+
 class OverloadedError(VoiceError, RuntimeError):
     """The service's queues are full; the caller should retry later."""
 

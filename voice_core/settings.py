@@ -112,7 +112,30 @@ class Settings(BaseSettings):
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated API keys. When set, every route but health needs `Authorization: Bearer <key>`.",
+        description="Comma-separated API keys. When set, every route but `/health` and the web page needs "
+        "`Authorization: Bearer <key>`. Without keys the service refuses to start on a non-loopback address "
+        "(see `AVS_ALLOW_UNAUTHENTICATED`).",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Set to true to serve on a non-loopback address without API keys (every route open to "
+        "whoever reaches the address).",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names requests may carry in `Host` (e.g. `voice.example.org`). "
+        "Empty: the loopback names when the service listens on loopback, any name otherwise.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (`https://app.example.org`) whose pages may call the API from a "
+        "browser (CORS). Empty: no cross-origin access; state-changing requests from other origins get 403.",
+    )
+    max_json_bytes: int = Field(
+        default=262_144,
+        gt=0,
+        description="Largest body in bytes of routes without uploads (`/v1/audio/speech`, `/training/jobs`, ...). "
+        "Upload routes use the upload limits below.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the project's loggers."
@@ -199,7 +222,7 @@ class Settings(BaseSettings):
         "died, restarting, queue full) before the job fails; finished units are kept.",
     )
 
-    @field_validator("allowed_mounts", "api_keys", mode="before")
+    @field_validator("allowed_mounts", "api_keys", "allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

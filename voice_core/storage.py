@@ -25,6 +25,8 @@ from typing import IO, Any
 from voice_core.errors import InvalidInputError
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The same rule for JSON schemas (OpenAPI): no lookaround, so '..' is excluded by construction; with maxLength 128.
+COMPONENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*\.?$"
 AREAS: tuple[str, ...] = ("datasets", "runs", "models", "voices", "jobs")
 
 

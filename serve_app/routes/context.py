@@ -14,11 +14,19 @@ from voice_core.settings import Settings
 
 @dataclass
 class IngressContext:
-    """Handles and settings of this ingress replica."""
+    """Handles and settings of this ingress replica.
+
+    Attributes:
+        tts: handle of the TTS deployment.
+        settings: the service settings.
+        runner: handle of the job runner (None when the app was built without it).
+        allowed_hosts: names the ``Host`` header may carry (None: any).
+    """
 
     tts: Any
     settings: Settings
     runner: Any = None
+    allowed_hosts: frozenset[str] | None = None
 
 
 _context: IngressContext | None = None

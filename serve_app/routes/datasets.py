@@ -17,16 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app import dataset_builds
+from serve_app.boundary import describe_validation, is_form, read_json
 from serve_app.datasets import BUILDING, BuildOptions, DatasetStore, check_options
 from serve_app.routes.context import ctx
-from serve_app.routes.uploads import read_json_object
-from voice_core.errors import ConflictError, InvalidInputError, PayloadTooLargeError
+from voice_core.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from voice_core.settings import Settings
-from voice_core.storage import Storage
+from voice_core.storage import COMPONENT_PATTERN, Storage
 
 router = APIRouter()
-# Room for the form's text fields and part headers on top of the files themselves.
-FORM_OVERHEAD_BYTES = 1_000_000
 REQUEST_MODELS = ("tiny.en", "base")
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -36,10 +34,19 @@ class DatasetRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Dataset name: its folder under storage/datasets/.")
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=COMPONENT_PATTERN,
+        description="Dataset name: its folder under storage/datasets/.",
+    )
     language: Literal["en", "pt", "auto"] = Field(description="Language spoken in the recordings.")
     source: str | None = Field(
-        default=None, description="JSON only: a folder under storage/recordings/ holding the recordings."
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=COMPONENT_PATTERN,
+        description="JSON only: a folder under storage/recordings/ holding the recordings.",
     )
     whisper_model: Literal["tiny.en", "base"] | None = Field(
         default=None, description="Transcriber; default AVS_DATASET_WHISPER_MODEL, else tiny.en (en) or base."
@@ -66,23 +73,13 @@ def _validated(data: Any) -> DatasetRequest:
     try:
         return DatasetRequest.model_validate(data)
     except ValidationError as exc:
-        from serve_app.ingress import describe_validation
-
         raise InvalidInputError(describe_validation(exc.errors())) from None
 
 
 async def _read_request(request: Request, settings: Settings) -> tuple[DatasetRequest, list[UploadFile]]:
     """Parse JSON or a form; enforce the upload count and size limits before anything is stored."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return _validated(await read_json_object(request)), []
-    limit = settings.max_dataset_files * settings.max_dataset_file_bytes + FORM_OVERHEAD_BYTES
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise PayloadTooLargeError(
-            f"request body is {declared} bytes; at most {settings.max_dataset_files} files of "
-            f"{settings.max_dataset_file_bytes} bytes each (AVS_MAX_DATASET_FILES, AVS_MAX_DATASET_FILE_BYTES)"
-        )
+    if not is_form(request.headers.get("content-type", "")):
+        return _validated(await read_json(request, form_allowed=True)), []
     try:
         form = await request.form(max_files=settings.max_dataset_files + 1, max_fields=50)
     except StarletteHTTPException as exc:
@@ -131,7 +128,7 @@ async def create_dataset(request: Request) -> JSONResponse:
     elif body.source is not None:
         source = body.source
         if not store.recordings_dir(source).is_dir():
-            raise InvalidInputError(
+            raise NotFoundError(
                 f"field 'source': no folder {source!r} under storage/recordings/; upload the recordings in "
                 "'files' instead, or copy them there first"
             )

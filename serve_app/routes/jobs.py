@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.jobs import ACTIVE, CANCELLED, SUCCEEDED, JobStore, new_job_id, new_record
 from serve_app.profiles import ProfileName, resolve_params
-from serve_app.protocol import ResponseFormat
+from serve_app.protocol import LanguageCode, ModelId, ResponseFormat, VoiceName
 from serve_app.routes.context import ctx
 from serve_app.routes.uploads import parse_body
 from serve_app.srt import Cue, parse_srt
@@ -40,10 +40,10 @@ class JobRequest(BaseModel):
 
     text: str | None = Field(default=None, description="Text to speak; long text is split into units.")
     srt: str | None = Field(default=None, description="SubRip subtitles; each cue is spoken in its time slot.")
-    voice: str | None = Field(default=None, max_length=128)
-    language: str | None = Field(default=None, max_length=16)
+    voice: VoiceName | None = None
+    language: LanguageCode | None = None
     quality_profile: ProfileName = "balanced"
-    model: str | None = Field(default=None, max_length=128)
+    model: ModelId | None = None
     allow_fallback: bool = False
     format: ResponseFormat = "wav"
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
@@ -89,7 +89,7 @@ async def _check_voice(body: JobRequest, settings: Settings) -> tuple[str, str]:
         speaker = settings.openai_voices.get(name, name)
         stored = VoiceStore(Storage.from_settings(settings)).exists(name)
         if speaker not in info["model"]["speakers"] and not stored:
-            raise InvalidInputError(
+            raise NotFoundError(
                 f"unknown voice {name!r}: use a built-in speaker of model '{info['default_model']}' or a stored "
                 "voice id (GET /voices)"
             )

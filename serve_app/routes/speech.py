@@ -53,12 +53,13 @@ async def _open_stream(request: Request, synthesis: SynthesisRequest) -> tuple[S
 
 
 @router.post("/v1/audio/speech")
-async def openai_speech(request: Request, body: SpeechRequest) -> Response:
+async def openai_speech(request: Request) -> Response:
     """OpenAI-compatible speech. Audio is streamed as it is made; ``stream_format=sse`` sends JSON events.
 
     ``instructions`` is accepted and ignored (XTTS does not follow style prompts); the response
     says so in ``x-instructions-ignored``.
     """
+    body, _ = await parse_body(request, SpeechRequest, form_allowed=False)
     meta, chunks = await _open_stream(request, _from_openai(body))
     headers = meta.headers()
     if body.instructions:

@@ -13,16 +13,37 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import Field
 
 from serve_app import ray_jobs, training
+from serve_app.boundary import read_json
+from serve_app.protocol import LanguageCode
 from serve_app.routes.context import ctx
-from serve_app.routes.uploads import read_json_object
-from train_jobs.config import parse_config
+from train_jobs.config import FinetuneConfig, parse_config
 from voice_core.checkpoints import list_checkpoints
 from voice_core.errors import InvalidInputError
-from voice_core.storage import Storage, validate_component
+from voice_core.storage import COMPONENT_PATTERN, Storage, validate_component
 
 router = APIRouter()
+
+
+class TrainingRequest(FinetuneConfig):
+    """``POST /training/jobs`` body: the options of ``python -m train_jobs finetune`` as JSON.
+
+    ``dataset`` is the name of a dataset under ``storage/datasets`` (never a path); ``progress_bar`` is ignored.
+    """
+
+    dataset: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=COMPONENT_PATTERN,
+        description="A dataset name under storage/datasets (GET /datasets).",
+    )
+    base_model: str = Field(min_length=1, max_length=128, pattern=COMPONENT_PATTERN, description="Model id to tune.")
+    run_name: str = Field(min_length=1, max_length=128, pattern=COMPONENT_PATTERN, description="Run name.")
+    language: LanguageCode | None = None
+
+
 _lock = asyncio.Lock()
 
 
@@ -34,7 +55,7 @@ def _storage() -> Storage:
 async def create_training_job(request: Request) -> JSONResponse:
     """Check and start (or resume) a fine-tuning run; 202 with the run's view."""
     settings = ctx().settings
-    values = await read_json_object(request)
+    values = await read_json(request)
     dataset = values.get("dataset")
     if not isinstance(dataset, str):
         raise InvalidInputError("'dataset' is required: the name of a dataset under storage/datasets (GET /datasets)")

@@ -2,40 +2,54 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import Request, UploadFile
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve_app.boundary import describe_validation, is_form, read_json
 from serve_app.routes.context import ctx
 from voice_core.audio import decode_audio
-from voice_core.errors import InvalidInputError, PayloadTooLargeError
+from voice_core.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from voice_core.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
 REFERENCE_RATE = 22050
 
 
-async def parse_body(request: Request, model: type[Model], file_fields: tuple[str, ...] = ()) -> tuple[Model, dict]:
+async def parse_body(
+    request: Request,
+    model: type[Model],
+    file_fields: tuple[str, ...] = (),
+    *,
+    json_allowed: bool = True,
+    form_allowed: bool = True,
+) -> tuple[Model, dict]:
     """Parse a JSON or form body into ``model``; return it with the uploaded files by field name.
 
+    The body's size is already bounded by the boundary middleware (counted as it arrives).
+
+    Args:
+        request: the request.
+        model: the pydantic model of the fields.
+        file_fields: form fields that carry files.
+        json_allowed: whether ``application/json`` is taken.
+        form_allowed: whether a multipart (or URL-encoded) form is taken.
+
     Raises:
+        UnsupportedMediaTypeError: the body is sent as a media type the route does not take.
         InvalidInputError: malformed JSON, unknown or invalid fields (the message names them).
-        PayloadTooLargeError: the body is larger than ``max_upload_bytes``.
     """
     settings: Settings = ctx().settings
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.max_upload_bytes * 2:
-        raise PayloadTooLargeError(
-            f"request body is {declared} bytes; the limit is about {settings.max_upload_bytes} per upload "
-            "(AVS_MAX_UPLOAD_BYTES)"
-        )
     content_type = request.headers.get("content-type", "")
     files: dict[str, list[UploadFile]] = {}
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=settings.max_reference_files + 1)
+    if is_form(content_type) and form_allowed:
+        try:
+            form = await request.form(max_files=settings.max_reference_files + 1, max_fields=50)
+        except StarletteHTTPException as exc:
+            raise InvalidInputError(f"the form could not be read: {exc.detail}") from None
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
             if isinstance(value, str):
@@ -47,29 +61,15 @@ async def parse_body(request: Request, model: type[Model], file_fields: tuple[st
                     f"unexpected file field '{key}'; files go in: {', '.join(file_fields) or 'none'}"
                 )
         data: Any = {k: (None if v == "" else v) for k, v in fields.items()}
+    elif not json_allowed:
+        shown = content_type.split(";", 1)[0][:100] or "none"
+        raise UnsupportedMediaTypeError(f"Content-Type {shown!r} is not accepted here; send a multipart form")
     else:
-        data = await read_json_object(request)
+        data = await read_json(request, form_allowed=form_allowed)
     try:
         return model.model_validate(data), files
     except ValidationError as exc:
-        from serve_app.ingress import describe_validation
-
         raise InvalidInputError(describe_validation(exc.errors())) from None
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    """Read the body as a JSON object.
-
-    Raises:
-        InvalidInputError: the body is not valid JSON or not an object.
-    """
-    try:
-        data = json.loads(await request.body() or b"null")
-    except ValueError as exc:
-        raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object or a multipart form") from None
-    if not isinstance(data, dict):
-        raise InvalidInputError("body must be a JSON object")
-    return data
 
 
 async def read_references(uploads: list[UploadFile], settings: Settings) -> list[np.ndarray]:

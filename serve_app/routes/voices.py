@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.protocol import VOICE_PATTERN, LanguageCode
 from serve_app.routes.context import ctx
 from serve_app.routes.uploads import parse_body, read_references
 from serve_app.voices import VoiceStore
@@ -21,8 +22,8 @@ class CreateVoice(BaseModel):
     """Form fields of ``POST /voices`` (files go in ``files``)."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-    language: str = Field(default="en", min_length=2, max_length=16)
+    name: str = Field(min_length=1, max_length=100, pattern=VOICE_PATTERN)
+    language: LanguageCode = "en"
 
 
 def _store(request: Request) -> VoiceStore:
@@ -32,7 +33,7 @@ def _store(request: Request) -> VoiceStore:
 @router.post("/voices", status_code=201)
 async def create_voice(request: Request) -> dict[str, Any]:
     """Create a voice from one or more reference recordings; latents are computed once and stored."""
-    body, files = await parse_body(request, CreateVoice, file_fields=("files",))
+    body, files = await parse_body(request, CreateVoice, file_fields=("files",), json_allowed=False)
     uploads = files.get("files", [])
     if not uploads:
         raise InvalidInputError("no reference audio: send one or more files in the multipart field 'files'")

@@ -108,7 +108,7 @@ def test_unknown_language(client: httpx.Client, path: str, body: dict) -> None:
 )
 def test_unknown_or_path_like_voice(client: httpx.Client, path: str, body: dict) -> None:
     voice = body["voice"]["id"] if isinstance(body["voice"], dict) else body["voice"]
-    assert_error(client.post(path, json=body), 400, "unknown voice", repr(voice), "GET /voices")
+    assert_error(client.post(path, json=body), 404, "unknown voice", repr(voice), "GET /voices", error_type="not_found")
 
 
 @pytest.mark.parametrize(

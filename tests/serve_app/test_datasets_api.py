@@ -135,7 +135,7 @@ def test_bad_dataset_requests(client: httpx.Client, recordings: list[tuple[str, 
     _error(client.post("/datasets", data={"name": "../evil", "language": "en"}, files=form), 400, "'name'")
     _error(client.post("/datasets", json={"name": "a/b", "language": "en", "source": "x"}), 400, "'name'")
     _error(client.post("/datasets", data={"name": "ok", "language": "fr"}, files=form), 400, "'language'")
-    _error(client.post("/datasets", json={"name": "ok", "language": "en", "source": "nowhere"}), 400, "'source'")
+    _error(client.post("/datasets", json={"name": "ok", "language": "en", "source": "nowhere"}), 404, "'source'")
     _error(client.post("/datasets", json={"name": "ok", "language": "en", "source": "../x"}), 400, "'source'")
     _error(client.post("/datasets", data={"name": "ok", "language": "en"}), 400, "no recordings")
     _error(client.post("/datasets", json={"name": "ok", "language": "en"}), 400, "no recordings")

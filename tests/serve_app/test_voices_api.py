@@ -99,8 +99,8 @@ def test_voice_round_trip(service, client: httpx.Client, references: list[bytes]
     assert client.delete(f"/voices/{voice_id}").status_code == 404
     assert voice_id not in {v["id"] for v in client.get("/voices").json()["voices"]}
     gone = client.post("/tts", json={"text": "Nobody here.", "voice": voice_id})
-    assert gone.status_code == 400
-    assert gone.json()["error"]["type"] == "invalid_request_error"
+    assert gone.status_code == 404
+    assert gone.json()["error"]["type"] == "not_found"
     assert "unknown voice" in gone.json()["error"]["message"] and voice_id in gone.json()["error"]["message"]
 
 
