@@ -193,11 +193,8 @@ def _request_body(body: Body, components: dict[str, Any]) -> dict[str, Any]:
         # A form leaves an optional field out rather than sending null: no null in the form's schema.
         properties = {name: _not_null(value) for name, value in schema.get("properties", {}).items()}
         for name, description in body.files.items():
-            properties[name] = {
-                "type": "array",
-                "items": {"type": "string", "format": "binary"},
-                "description": description,
-            }
+            # One file per part; repeat the part for several files (as HTML forms and curl -F do).
+            properties[name] = {"type": "string", "format": "binary", "description": f"{description} Repeatable."}
         form_schema = {
             "type": "object",
             "properties": properties,

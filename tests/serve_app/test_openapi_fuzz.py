@@ -52,10 +52,13 @@ def fuzz_url(service, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFac
 def test_schemathesis_finds_no_failure(fuzz_url: str, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("st")),
-        "run",
-        f"{fuzz_url}/openapi.json",
         "--config-file",
         str(CONFIG),
+        "--no-color",
+        "run",
+        f"{fuzz_url}/openapi.json",
+        "--max-time",
+        "150",
         "--header",
         f"Authorization: Bearer {API_KEY}",
         "--report",
