@@ -190,9 +190,16 @@ class DecoderPool:
             Exception: whatever the function raised, re-raised here.
 
         """
+        task = (function, args, kwargs)
         worker = self._acquire()
         try:
-            worker.conn.send((function, args, kwargs))
+            try:
+                worker.conn.send(task)
+            except OSError:  # the idle child died after it was checked, not because of this input
+                self._discard(worker)
+                worker = None
+                worker = self._acquire()
+                worker.conn.send(task)
             if not worker.conn.poll(timeout_s):
                 self._discard(worker)
                 worker = None

@@ -141,3 +141,14 @@ def test_children_are_started_lazily_and_by_warm_up() -> None:
     assert pool.pids() == []
     with pytest.raises(RuntimeError, match="closed"):
         pool.run(decoder_faults.pid, timeout_s=60)
+
+
+def test_an_idle_child_killed_from_outside_is_replaced_quietly(pool: isolated.DecoderPool, speech_wav: Path) -> None:
+    data = speech_wav.read_bytes()
+    _decode(data)
+    (child,) = pool._idle
+    child.process.kill()
+    child.process.wait()
+
+    assert _decode(data).size > 0  # not reported as a crash of this file
+    assert pool.pids() and child.pid not in pool.pids()
