@@ -41,6 +41,12 @@ _DEMUXER_WHITELIST = "aac,aiff,caf,flac,matroska,mov,mp3,ogg,wav,w64,webm"
 
 _MIN_SAMPLE_RATE = 1_000
 _MAX_SAMPLE_RATE = 384_000
+# Rates an input file may have. Outside them a file is damaged or hostile: 1 Hz makes a few bytes
+# decode to hours of audio, and rates in the MHz make the resampler's work explode.
+_MIN_INPUT_RATE = 1_000
+_MAX_INPUT_RATE = 768_000
+DEFAULT_MAX_CHANNELS = 8
+"""Most channels :func:`decode_audio` accepts by default: 7.1 surround."""
 # Rate used when an encoder cannot take the caller's rate (e.g. libopus at 22050 Hz).
 _FALLBACK_ENCODER_RATE = 48_000
 
@@ -185,25 +191,32 @@ def decode_audio(
     sample_rate: int,
     *,
     max_seconds: float | None = None,
+    max_channels: int = DEFAULT_MAX_CHANNELS,
 ) -> np.ndarray:
     """Decode an audio file or upload to mono float32 at a given rate.
 
     Channels are averaged (as ``librosa.to_mono`` does), so in-phase stereo keeps its level; a
     surround file with speech only in the centre channel comes out quieter by the channel count.
+    Frames are converted to packed (interleaved) float before they reach numpy: PyAV's
+    ``to_ndarray`` of planar audio with 8 or more channels reads past the frame's plane pointers
+    and crashes the process.
 
     Args:
         source: the file's bytes, or a path to it.
         sample_rate: rate of the returned samples in Hz.
         max_seconds: when given, audio longer than this is rejected; decoding stops as soon as the
             limit is passed, so an over-long upload costs little.
+        max_channels: audio with more channels than this is rejected before any frame is
+            decoded (and any frame with more is rejected too, should a stream change layout).
 
     Returns:
         Mono ``float32`` samples in ``[-1, 1]`` at ``sample_rate``.
 
     Raises:
-        AudioDecodeError: the input is empty, not audio, has no audio stream, decodes to no
+        AudioDecodeError: the input is empty, not audio, has no audio stream, has more than
+            ``max_channels`` channels or a sample rate outside 1000-768000 Hz, decodes to no
             samples, or is longer than ``max_seconds``.
-        InvalidInputError: ``sample_rate`` or ``max_seconds`` is invalid.
+        InvalidInputError: ``sample_rate``, ``max_seconds`` or ``max_channels`` is invalid.
 
     """
     import av
@@ -214,6 +227,8 @@ def decode_audio(
         if not max_seconds > 0:
             raise InvalidInputError(f"max_seconds must be positive, got {max_seconds!r}.")
         max_samples = int(np.ceil(max_seconds * sample_rate))
+    if isinstance(max_channels, bool) or not isinstance(max_channels, (int, np.integer)) or max_channels < 1:
+        raise InvalidInputError(f"max_channels must be a whole number of 1 or more, got {max_channels!r}.")
 
     handle = _open_source(source)
     chunks: list[np.ndarray] = []
@@ -233,13 +248,23 @@ def decode_audio(
             ) from exc
         with container:
             stream = container.streams.best("audio")
+            if stream is None and container.streams.audio:
+                # FFmpeg skips audio streams it cannot use, such as one whose header declares 0 channels.
+                raise AudioDecodeError(
+                    f"the {container.format.name} file's audio stream declares "
+                    f"{container.streams.audio[0].codec_context.channels} channels and cannot be decoded. "
+                    "Send an undamaged audio file."
+                )
             if stream is None:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
                 raise AudioDecodeError(
                     f"the {container.format.name} file has no audio stream (streams found: {kinds}). "
                     "Send a file that contains audio."
                 )
+            # What the container declares, checked before a frame is decoded; 0 means "not known yet".
+            _check_shape(stream.codec_context.channels, stream.codec_context.sample_rate, max_channels)
             resampler = None
+            channels = 0
             layout_key = None
             for packet in container.demux(stream):
                 try:
@@ -251,18 +276,25 @@ def decode_audio(
                     # A stream may change rate or layout mid-way; the resampler only takes one setup.
                     key = (frame.format.name, frame.layout.name, frame.sample_rate)
                     if key != layout_key:
+                        if not frame.layout.nb_channels or not frame.sample_rate:
+                            raise AudioDecodeError(
+                                "the audio has frames without channels or sample rate. Send an undamaged audio file."
+                            )
+                        _check_shape(frame.layout.nb_channels, frame.sample_rate, max_channels)
                         if resampler is not None:
-                            total += _drain(resampler.resample(None), chunks)
+                            total += _drain(resampler.resample(None), chunks, channels)
                         # Keep the channels and average them below: FFmpeg's own stereo-to-mono
                         # matrix sums at -3 dB each, which lifts in-phase stereo by 3 dB and clips.
-                        resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=sample_rate)
+                        # Packed "flt", never planar: see the docstring.
+                        resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=sample_rate)
+                        channels = frame.layout.nb_channels
                         layout_key = key
                     frame.pts = None  # resample by sample count only; odd timestamps must not add gaps
-                    total += _drain(resampler.resample(frame), chunks)
+                    total += _drain(resampler.resample(frame), chunks, channels)
                     if max_samples is not None and total > max_samples:
                         raise _too_long(max_seconds)
             if resampler is not None:
-                total += _drain(resampler.resample(None), chunks)
+                total += _drain(resampler.resample(None), chunks, channels)
     except VoiceError:
         raise
     except (av.error.FFmpegError, ValueError, OSError) as exc:
@@ -289,10 +321,25 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _drain(frames: list, chunks: list[np.ndarray]) -> int:
+def _check_shape(channels: int, rate: int, max_channels: int) -> None:
+    # 0 stands for "not declared" (the frames are checked again once decoded).
+    if channels > max_channels:
+        raise AudioDecodeError(
+            f"the audio has {channels} channels; at most {max_channels} are accepted. "
+            "Mix it down to mono or stereo and send it again."
+        )
+    if rate and not _MIN_INPUT_RATE <= rate <= _MAX_INPUT_RATE:
+        raise AudioDecodeError(
+            f"the audio's sample rate is {rate} Hz; accepted are {_MIN_INPUT_RATE} to {_MAX_INPUT_RATE} Hz. "
+            "Send an undamaged file recorded at a usual rate such as 16000, 44100 or 48000 Hz."
+        )
+
+
+def _drain(frames: list, chunks: list[np.ndarray], channels: int) -> int:
     count = 0
     for frame in frames:
-        data = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+        # Packed frames have one plane of interleaved samples: (1, samples * channels).
+        data = frame.to_ndarray().reshape(-1, channels).mean(axis=1, dtype=np.float32)
         chunks.append(data)
         count += data.size
     return count

@@ -178,6 +178,19 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Shortest accepted reference recording, in seconds per file."
     )
     max_reference_files: int = Field(default=5, ge=1, description="Most reference files per voice or request.")
+    max_audio_channels: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Most channels an uploaded recording may have (8: 7.1 surround); files with more are refused "
+        "before decoding. Channels are averaged to mono.",
+    )
+    audio_decode_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest time decoding one uploaded reference recording may take (in a child process) "
+        "before it is stopped and the upload refused, seconds.",
+    )
     max_job_chars: int = Field(
         default=100_000, gt=0, description="Most characters of text (or of SRT cue text) one synthesis job accepts."
     )

@@ -11,8 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.boundary import describe_validation, is_form, read_json
 from serve_app.routes.context import ctx
-from voice_core.audio import decode_audio
 from voice_core.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from voice_core.isolated import decode_untrusted
 from voice_core.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -73,7 +73,10 @@ async def parse_body(
 
 
 async def read_references(uploads: list[UploadFile], settings: Settings) -> list[np.ndarray]:
-    """Decode uploaded reference recordings safely, enforcing size, count and duration limits.
+    """Decode uploaded reference recordings safely, enforcing size, count, channel and duration limits.
+
+    Each file is decoded in a child process (:func:`voice_core.isolated.decode_untrusted`), so a
+    file that crashes or hangs the decoder fails its request with a 400 and the ingress lives on.
 
     Returns:
         Mono float32 arrays at 22.05 kHz.
@@ -91,7 +94,13 @@ async def read_references(uploads: list[UploadFile], settings: Settings) -> list
                 f"reference '{name}' is larger than {settings.max_upload_bytes} bytes (AVS_MAX_UPLOAD_BYTES)"
             )
         try:
-            audio = decode_audio(data, REFERENCE_RATE, max_seconds=settings.max_reference_seconds)
+            audio = await decode_untrusted(
+                data,
+                REFERENCE_RATE,
+                max_seconds=settings.max_reference_seconds,
+                max_channels=settings.max_audio_channels,
+                timeout_s=settings.audio_decode_timeout_s,
+            )
         except InvalidInputError as exc:
             raise type(exc)(f"reference '{name}': {exc}") from None
         seconds = len(audio) / REFERENCE_RATE

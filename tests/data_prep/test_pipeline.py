@@ -21,7 +21,7 @@ from data_prep.export import cut_source
 from data_prep.normalize import normalize_text
 from data_prep.pipeline import MIN_TRANSCRIBE_CPUS, _placement, build_dataset
 from data_prep.records import BuildReport
-from tests.data_prep.corpus import MAIN_A, MORE, Corpus, make_corpus, speak_recording
+from tests.data_prep.corpus import MAIN_A, MORE, SAMPLE_RATE, Corpus, make_corpus, speak_recording
 from voice_core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
@@ -210,6 +210,32 @@ def test_rerun_is_byte_identical_and_new_recordings_append(
     report = build_dataset([str(extra)], out, CONFIG, cache_dir=tmp_path, progress=False)
     assert report.timings_s.get("analysis") is None
     assert (out / "metadata.csv").read_bytes() == after_append
+
+
+def test_recordings_with_too_many_channels_are_unreadable_and_the_build_goes_on(
+    ray_session: int, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "recordings"
+    inputs.mkdir()
+    speak_recording(inputs / "good.wav", MAIN_A[:3], seed=1)
+    speech, _ = speak_recording(tmp_path / "speech.wav", MORE, seed=2)
+    mono, _ = sf.read(speech, dtype="float32")
+    for channels in (8, 12):  # 7.1 is accepted (it crashed the decoder before), 12 is over the limit
+        frames = np.repeat(mono[:, None], channels, axis=1)
+        sf.write(inputs / f"surround_{channels}.wav", frames, SAMPLE_RATE, subtype="PCM_16")
+
+    out = tmp_path / "dataset"
+    report = build_dataset([str(inputs)], out, CONFIG, cache_dir=tmp_path / "cache", progress=False)
+
+    status = {s.source_id: (s.status, s.reason) for s in report.sources}
+    assert status["good"][0] == "processed"
+    assert status["surround_8"][0] == "processed"
+    assert status["surround_12"][0] == "error"
+    assert "12 channels; at most 8 are accepted" in status["surround_12"][1]
+    kept = {clip["source_id"] for clip in json.loads((out / "clips.json").read_text()) if clip["kept"]}
+    assert kept == {"good", "surround_8"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source_counts"] == {"error": 1, "processed": 2}
 
 
 def test_placement_shares_the_free_cpus_among_the_transcribers(ray_session: int) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import soundfile as sf
 
 from voice_core.audio import (
     AUDIO_FORMATS,
+    DEFAULT_MAX_CHANNELS,
     MEDIA_TYPES,
     audio_stats,
     decode_audio,
@@ -197,6 +201,111 @@ def test_decode_rejects_audio_over_max_seconds(media: dict[str, Path], speech_se
 def test_decode_rejects_bad_sample_rate(bad_rate, media: dict[str, Path]):
     with pytest.raises(InvalidInputError, match="sample_rate"):
         decode_audio(media["speech_wav"], bad_rate)
+
+
+def _wav_bytes(channels: int, rate: int, frames: np.ndarray | int, declared_data_bytes: int | None = None) -> bytes:
+    """A PCM16 WAV written by hand, so its header can say things no encoder would write."""
+    if isinstance(frames, int):
+        frames = np.zeros((frames, max(channels, 1)), dtype=np.float32)
+    data = np.round(np.clip(frames, -1, 1) * 32767).astype("<i2").tobytes()
+    block = 2 * channels
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * block) & 0xFFFFFFFF, block & 0xFFFF, 16)
+    size = len(data) if declared_data_bytes is None else declared_data_bytes
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _first_channel_tone(channels: int, rate: int = 48000, seconds: float = 1.0) -> np.ndarray:
+    """A 440 Hz tone at 0.8 in channel 0 and silence in the others: averaged, its peak is 0.8 / channels."""
+    frames = np.zeros((int(seconds * rate), channels), dtype=np.float32)
+    frames[:, 0] = _sine(440, seconds, rate, amplitude=0.8)
+    return frames
+
+
+# Run in a child so that a crash in the decoder shows as its exit status instead of killing pytest.
+_DECODE_IN_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from voice_core.audio import decode_audio
+    results = {}
+    for path in sys.argv[2:]:
+        samples = decode_audio(path, 22050, max_channels=int(sys.argv[1]))
+        results[path] = [int(samples.size), float(np.abs(samples).max())]
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.mark.parametrize("channels", [8, 16, 32])
+def test_decode_many_channels_does_not_crash(channels: int, tmp_path: Path):
+    # WAV decodes to packed s16; Opus (mapping family 255) and Vorbis decode to planar float, the
+    # layout whose to_ndarray crashed PyAV from 8 channels up.
+    wav = tmp_path / f"{channels}ch.wav"
+    wav.write_bytes(_wav_bytes(channels, 48000, _first_channel_tone(channels)))
+    opus = tmp_path / f"{channels}ch.opus"
+    _ffmpeg("-i", str(wav), "-c:a", "libopus", "-mapping_family", "255", str(opus))
+    vorbis = tmp_path / f"{channels}ch.ogg"
+    _ffmpeg("-i", str(wav), "-c:a", "libvorbis", str(vorbis))
+    paths = [str(wav), str(opus), str(vorbis)]
+
+    child = subprocess.run(
+        [sys.executable, "-c", _DECODE_IN_CHILD, str(channels), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert child.returncode == 0, f"decoding {channels} channels: exit status {child.returncode}\n{child.stderr}"
+    results = json.loads(child.stdout)
+    for path in paths:
+        size, peak = results[path]
+        assert abs(size - 22050) <= 200, path
+        # Channels are averaged, not downmixed by FFmpeg's matrix (which would not divide by the count).
+        tolerance = 0.01 if path.endswith(".wav") else 0.25 * 0.8 / channels
+        assert peak == pytest.approx(0.8 / channels, abs=tolerance), path
+
+
+def test_decode_rejects_more_channels_than_the_limit_before_decoding():
+    twelve = _wav_bytes(12, 16000, _first_channel_tone(12, 16000))
+    with pytest.raises(AudioDecodeError, match=r"12 channels; at most 8 are accepted") as excinfo:
+        decode_audio(twelve, 16000)
+    assert excinfo.value.status_code == 400
+    assert DEFAULT_MAX_CHANNELS == 8
+    assert decode_audio(twelve, 16000, max_channels=12).size == 16000
+    with pytest.raises(AudioDecodeError, match=r"12 channels; at most 2 are accepted"):
+        decode_audio(twelve, 16000, max_channels=2)
+    # The header alone is refused: the count comes from the stream, before any frame is decoded.
+    with pytest.raises(AudioDecodeError, match=r"12 channels"):
+        decode_audio(_wav_bytes(12, 16000, 0), 16000)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, None])
+def test_decode_rejects_bad_max_channels(bad):
+    with pytest.raises(InvalidInputError, match="max_channels"):
+        decode_audio(_wav_bytes(1, 16000, 1600), 16000, max_channels=bad)
+
+
+@pytest.mark.parametrize(
+    ("label", "payload", "message"),
+    [
+        ("0 channels", _wav_bytes(0, 16000, 100), "declares 0 channels"),
+        ("65535 channels", _wav_bytes(65535, 16000, 1), "declares 0 channels"),
+        ("1 Hz", _wav_bytes(1, 1, 16000), "sample rate is 1 Hz"),
+        ("10 MHz", _wav_bytes(1, 10_000_000, 16000), "sample rate is 10000000 Hz"),
+        ("2**31-1 Hz", _wav_bytes(1, 2**31 - 1, 16000), "sample rate is 2147483647 Hz"),
+    ],
+)
+def test_decode_rejects_hostile_headers_cleanly(label: str, payload: bytes, message: str):
+    with pytest.raises(AudioDecodeError, match=message) as excinfo:
+        decode_audio(payload, 16000)
+    assert "Send" in str(excinfo.value), label
+
+
+def test_decode_reads_what_is_there_when_the_header_claims_more():
+    lying = _wav_bytes(1, 16000, np.full((1600, 1), 0.5, dtype=np.float32), declared_data_bytes=0xFFFFFFF0)
+    samples = decode_audio(lying, 16000, max_seconds=30)
+    assert samples.size == 1600
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus", "aac"])
