@@ -116,8 +116,11 @@ class Ingress:
     """FastAPI routes in front of the TTS deployment; holds only handles and settings."""
 
     def __init__(self, tts: DeploymentHandle, settings: Settings, runner: DeploymentHandle | None = None) -> None:
+        from voice_core.isolated import warm_up_decoders
+
         bound = serve_bound_host(settings)
         check_exposure(settings, bound)
+        warm_up_decoders()  # uploads are decoded in child processes; start them before the first upload
         set_context(
             IngressContext(tts=tts, settings=settings, runner=runner, allowed_hosts=allowed_hosts(settings, bound))
         )
