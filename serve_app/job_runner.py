@@ -278,7 +278,9 @@ class JobRunner:
             from serve_app.srt import Cue, build_track
 
             cues = [Cue(u["cue"], u["start_s"], u["end_s"], u["text"], u["line"]) for u in units]
-            track, warnings = build_track(cues, clips, rate, self._settings.srt_max_stretch)
+            track, warnings = build_track(
+                cues, clips, rate, self._settings.srt_max_stretch, self._settings.max_job_audio_seconds
+            )
             return track, rate, warnings
         gap = np.zeros(int(PIECE_GAP_S * rate), dtype=np.float32)
         joined = [piece for clip in clips for piece in (gap, clip)][1:]
