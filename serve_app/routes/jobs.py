@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.jobs import ACTIVE, CANCELLED, SUCCEEDED, JobStore, new_job_id, new_record
+from serve_app.jobs import ACTIVE, SUCCEEDED, JobStore, new_job_id, new_record
 from serve_app.profiles import ProfileName, resolve_params
 from serve_app.protocol import ResponseFormat
 from serve_app.routes.context import ctx
@@ -203,10 +203,9 @@ async def job_audio(job_id: str) -> FileResponse:
 
 @router.delete("/jobs/{job_id}")
 async def cancel_job(job_id: str) -> dict[str, Any]:
-    """Cancel a queued or running job (a running one stops before its next unit)."""
-    record = _store().load(job_id)
-    if record["status"] == CANCELLED:
-        return record
-    if record["status"] not in ACTIVE:
-        raise ConflictError(f"job {job_id} already {record['status']}; only queued or running jobs can be cancelled")
-    return await _runner().cancel.remote(job_id)
+    """Cancel a queued or running job (a running one stops before its next unit).
+
+    The cancel is written to the job's record on disk, under its lock, so it holds whichever runner
+    replica works on the job, and a runner finishing at the same moment cannot overwrite it.
+    """
+    return await asyncio.to_thread(_store().cancel, job_id)
