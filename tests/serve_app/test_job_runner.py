@@ -12,7 +12,7 @@ import serve_app.job_runner as job_runner
 from serve_app.job_runner import JobRunner
 from serve_app.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
 from serve_app.protocol import SynthesisRequest, SynthesisResult
-from tests.serve_app.test_job_store import hold_in_another_process, make_job
+from tests.serve_app.job_helpers import hold_in_another_process, make_job
 from voice_core.settings import Settings
 from voice_core.storage import Storage
 
