@@ -2,9 +2,15 @@
 
 Jobs live on disk (:mod:`serve_app.jobs`), so the runner holds no state that matters: when its
 replica starts (also after a crash or a redeploy) it scans for queued and running jobs and
-resumes them, skipping units whose audio is already on disk. The ingress writes a job, then calls
-:meth:`JobRunner.wake`. Each unit is one call to the TTS deployment; when that deployment is
-unavailable (a replica died, is restarting, or its queue is full) the unit is retried with backoff.
+resumes them, skipping units whose audio is already on disk, until a job has been started
+``max_job_attempts`` times. The ingress writes a job, then calls :meth:`JobRunner.wake`. Each unit
+is one call to the TTS deployment; when that deployment is unavailable (a replica died, is
+restarting, or its queue is full) the unit is retried with backoff.
+
+A runner works only on jobs it has claimed (:meth:`serve_app.jobs.JobStore.claim`), so a second
+replica during a rolling redeploy skips them, and writes records only through the store's
+compare-and-swap: a cancel written to disk by any ingress replica is seen before each unit and
+before the final status, and is never overwritten.
 """
 
 from __future__ import annotations
@@ -14,15 +20,15 @@ import contextlib
 import functools
 import logging
 import time
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from ray import serve
 
 from serve_app.engine import PIECE_GAP_S
-from serve_app.jobs import ACTIVE, CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
+from serve_app.jobs import ACTIVE, FAILED, RUNNING, SUCCEEDED, JobStore
 from serve_app.protocol import SynthesisRequest, SynthesisResult
-from voice_core.errors import ConflictError, OverloadedError, VoiceError
+from voice_core.errors import OverloadedError, VoiceError
 from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_write_bytes
 
@@ -99,18 +105,15 @@ class JobRunner:
         return {"active": sorted(self._active)}
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a queued or running job; a running one stops before its next unit.
+        """Cancel a queued or running job on disk; a running one stops before its next unit.
 
         Raises:
             NotFoundError: no such job.
             ConflictError: the job already succeeded or failed.
         """
-        record = self._records.get(job_id) or self._store.load(job_id)
-        if record["status"] in ACTIVE:
-            self._finish(record, CANCELLED)
-        elif record["status"] != CANCELLED:
-            status = record["status"]
-            raise ConflictError(f"job {job_id} already {status}; only queued or running jobs can be cancelled")
+        record = self._store.cancel(job_id)
+        if job_id in self._records:
+            self._adopt(self._records[job_id], record)
         return record
 
     def check_health(self) -> None:
@@ -125,10 +128,14 @@ class JobRunner:
                 for job_id in self._store.pending():
                     if len(self._active) >= self._max_jobs:
                         break
-                    if job_id not in self._active:
-                        task = asyncio.get_running_loop().create_task(self._run(job_id))
-                        self._active[job_id] = task
-                        task.add_done_callback(functools.partial(self._done, job_id))
+                    if job_id in self._active:
+                        continue
+                    owner = self._store.claim(job_id)
+                    if owner is None:
+                        continue  # another runner replica works on it (or it is gone)
+                    task = asyncio.get_running_loop().create_task(self._run(job_id, owner))
+                    self._active[job_id] = task
+                    task.add_done_callback(functools.partial(self._done, job_id))
             except Exception:  # a broken directory must not stop the other jobs
                 log.exception("scanning for jobs failed")
             with contextlib.suppress(TimeoutError):
@@ -149,21 +156,44 @@ class JobRunner:
                 with contextlib.suppress(Exception):
                     task.cancel()
 
-    async def _run(self, job_id: str) -> None:
-        record = self._store.load(job_id)
-        if record["status"] not in ACTIVE:
-            return
-        self._records[job_id] = record
+    async def _run(self, job_id: str, owner: IO[bytes]) -> None:
         try:
-            await self._work(record)
-        except Exception:
-            log.exception("job %s failed", job_id)
-            if record["status"] in ACTIVE:
-                message = "the job failed inside the service; see the service log"
-                self._finish(record, FAILED, _error("internal_error", message))
+            record = self._store.load(job_id)
+            if record["status"] not in ACTIVE:
+                return
+            self._records[job_id] = record
+            try:
+                await self._work(record)
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                if record["status"] in ACTIVE:
+                    if isinstance(exc, VoiceError):
+                        self._finish(record, FAILED, _error(exc.error_type, exc.message))
+                    else:
+                        message = "the job failed inside the service; see the service log"
+                        self._finish(record, FAILED, _error("internal_error", message))
+        finally:
+            owner.close()  # lets another runner resume the job if it is still active
+
+    @staticmethod
+    def _adopt(record: dict[str, Any], stored: dict[str, Any]) -> None:
+        record.clear()
+        record.update(stored)
 
     def _save(self, record: dict[str, Any]) -> None:
-        self._store.save(record)
+        """Write the runner's copy of the record, unless the job already ended on disk (then adopt that)."""
+        mine = dict(record)
+        stored = self._store.update(record["id"], lambda current: self._adopt(current, mine))
+        if stored["status"] != mine["status"]:
+            self._adopt(record, stored)
+
+    def _running(self, record: dict[str, Any]) -> bool:
+        """Whether the job is still running, also on disk (a cancel may have been written there)."""
+        if record["status"] == RUNNING:
+            stored = self._store.load(record["id"])
+            if stored["status"] != RUNNING:
+                self._adopt(record, stored)
+        return record["status"] == RUNNING
 
     def _finish(self, record: dict[str, Any], status: str, error: dict[str, str] | None = None) -> None:
         record["status"] = status
@@ -173,6 +203,16 @@ class JobRunner:
 
     async def _work(self, record: dict[str, Any]) -> None:
         job_id = record["id"]
+        limit = self._settings.max_job_attempts
+        if record["attempts"] >= limit:
+            message = (
+                f"the job was attempted {record['attempts']} times and the job runner crashed or was stopped during "
+                f"each attempt; it is not started again (AVS_MAX_JOB_ATTEMPTS={limit}). Finished units are kept; "
+                "see the service log, then submit the job again"
+            )
+            log.error("job %s: %s", job_id, message)
+            self._finish(record, FAILED, _error("internal_error", message))
+            return
         units = self._store.units(job_id)
         finished = sum(self._store.part_path(job_id, i).is_file() for i in range(len(units)))
         record.update(status=RUNNING, attempts=record["attempts"] + 1, resumed_from=finished, done=finished)
@@ -180,12 +220,12 @@ class JobRunner:
         record["timings"]["started_at"] = record["timings"]["started_at"] or time.time()
         self._save(record)
         for index, unit in enumerate(units):
-            if record["status"] != RUNNING:
+            if not self._running(record):
                 return
             if self._store.part_path(job_id, index).is_file():
                 continue
             result = await self._synthesize(record, unit, index)
-            if result is None or record["status"] != RUNNING:
+            if result is None or not self._running(record):
                 return
             # Record first: after a crash in between, the part is simply made again (``done`` is
             # recounted from the parts on resume), and the model the job is pinned to is never lost.
@@ -194,15 +234,19 @@ class JobRunner:
             await asyncio.to_thread(self._store.write_part, job_id, index, result.samples, result.sample_rate)
         track, rate, warnings = await asyncio.to_thread(self._assemble, record, units)
         data = await asyncio.to_thread(_encode, track, rate, record["format"])
-        if record["status"] != RUNNING:
+        if not self._running(record):
             return
-        await asyncio.to_thread(atomic_write_bytes, self._store.result_path(job_id, record["format"]), data)
+        result_path = self._store.result_path(job_id, record["format"])
+        await asyncio.to_thread(atomic_write_bytes, result_path, data)
         record["warnings"].extend(warnings)
         record["sample_rate"] = rate
         record["timings"]["audio_seconds"] = round(len(track) / rate, 3)
         record.update(progress=1.0, audio_url=f"/jobs/{job_id}/audio")
         self._finish(record, SUCCEEDED)
-        await asyncio.to_thread(self._store.drop_parts, job_id)
+        if record["status"] == SUCCEEDED:
+            await asyncio.to_thread(self._store.drop_parts, job_id)
+        else:  # cancelled while the result was written: the cancel stands, the audio goes
+            result_path.unlink(missing_ok=True)
 
     def _request(self, record: dict[str, Any], unit: dict[str, Any], index: int) -> SynthesisRequest:
         # Once a unit has been made, later ones use the same model, so a job never mixes models
@@ -228,7 +272,7 @@ class JobRunner:
             try:
                 return await self._tts.synthesize.remote(request)
             except Exception as exc:
-                if record["status"] != RUNNING:
+                if not self._running(record):
                     return None  # cancelled while the call was under way
                 verdict = classify_failure(exc)
                 if isinstance(verdict, VoiceError):
@@ -252,7 +296,7 @@ class JobRunner:
                 record["retries"] += 1
                 self._save(record)
                 await asyncio.sleep(delay)
-                if record["status"] != RUNNING:
+                if not self._running(record):
                     return None
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
@@ -278,7 +322,9 @@ class JobRunner:
             from serve_app.srt import Cue, build_track
 
             cues = [Cue(u["cue"], u["start_s"], u["end_s"], u["text"], u["line"]) for u in units]
-            track, warnings = build_track(cues, clips, rate, self._settings.srt_max_stretch)
+            track, warnings = build_track(
+                cues, clips, rate, self._settings.srt_max_stretch, self._settings.max_job_audio_seconds
+            )
             return track, rate, warnings
         gap = np.zeros(int(PIECE_GAP_S * rate), dtype=np.float32)
         joined = [piece for clip in clips for piece in (gap, clip)][1:]

@@ -6,30 +6,41 @@ Layout of ``storage/jobs/<job_id>/``::
     job.json          the record the API returns (status, progress, models, timings, warnings)
     parts/0000.wav    each finished unit, so a resumed job skips the work already done
     result.<format>   the final audio
+    .lock             flock'ed while a record is read, changed and written back (:meth:`JobStore.update`)
+    .owner            flock'ed by the job runner working on the job (:meth:`JobStore.claim`)
 
 ``units.json`` is written before ``job.json``: a directory without a record is not a job yet.
-Every file is written atomically. Once a job exists, only the job runner rewrites its record.
+Every file is written atomically. Records change only through :meth:`JobStore.update`, a
+compare-and-swap under the job's lock that never moves a job out of a final status, so a cancel
+(written by whichever ingress replica received it) is never overwritten by a runner's success,
+and two runner replicas (during a rolling redeploy) never work on one job: each claims a job
+with a non-blocking lock it holds while working, which the kernel releases if the process dies.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
 import shutil
 import time
 import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from voice_core.audio import MEDIA_TYPES, write_wav
-from voice_core.errors import NotFoundError
+from voice_core.errors import ConflictError, NotFoundError
 from voice_core.storage import Storage, atomic_write_json
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE: tuple[str, ...] = (QUEUED, RUNNING)
-RECORD, UNITS = "job.json", "units.json"
+FINAL: tuple[str, ...] = (SUCCEEDED, FAILED, CANCELLED)
+RECORD, UNITS, LOCK, OWNER = "job.json", "units.json", ".lock", ".owner"
 
 
 def new_job_id() -> str:
@@ -110,11 +121,88 @@ class JobStore:
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise NotFoundError(f"no job {job_id!r}; list jobs with GET /jobs") from None
+            raise self._missing(job_id) from None
 
-    def save(self, record: dict[str, Any]) -> None:
-        """Rewrite a job's record atomically."""
-        atomic_write_json(self.job_dir(record["id"]) / RECORD, record)
+    def _missing(self, job_id: str) -> NotFoundError:
+        return NotFoundError(f"no job {job_id!r}; list jobs with GET /jobs")
+
+    @contextmanager
+    def _locked(self, job_id: str) -> Iterator[None]:
+        try:
+            fd = os.open(self.job_dir(job_id) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            raise self._missing(job_id) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def update(self, job_id: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Read, change and rewrite a job's record under its exclusive lock (a compare-and-swap).
+
+        A job in a final status (succeeded, failed, cancelled) is left as it is: ``change`` is not
+        applied, so whoever wrote the final status first wins.
+
+        Args:
+            job_id: the job.
+            change: mutates the record read from disk (in place).
+
+        Returns:
+            The record now on disk: changed, or unchanged when the job had already finished.
+
+        Raises:
+            InvalidInputError: ``job_id`` is not a safe id.
+            NotFoundError: there is no such job.
+        """
+        with self._locked(job_id):
+            record = self.load(job_id)
+            if record["status"] in FINAL:
+                return record
+            change(record)
+            atomic_write_json(self.job_dir(job_id) / RECORD, record)
+            return record
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job on disk; its runner notices before its next unit.
+
+        Returns:
+            The cancelled record (also when it was cancelled before).
+
+        Raises:
+            NotFoundError: no such job.
+            ConflictError: the job already succeeded or failed.
+        """
+
+        def cancelled(record: dict[str, Any]) -> None:
+            record["status"] = CANCELLED
+            record["timings"]["finished_at"] = time.time()
+
+        record = self.update(job_id, cancelled)
+        if record["status"] != CANCELLED:
+            raise ConflictError(
+                f"job {job_id} already {record['status']}; only queued or running jobs can be cancelled"
+            )
+        return record
+
+    def claim(self, job_id: str) -> IO[bytes] | None:
+        """Become the one runner working on ``job_id``, without waiting.
+
+        Returns:
+            An open file holding the job's owner lock (close it when done; the kernel releases it
+            if the process dies, so a crashed runner's job can be resumed), or None when another
+            runner holds the job or the job is gone.
+        """
+        try:
+            handle = open(self.job_dir(job_id) / OWNER, "ab")
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
 
     def units(self, job_id: str) -> list[dict[str, Any]]:
         """The units of a job, in order."""

@@ -17,10 +17,14 @@ from voice_core.errors import InvalidInputError
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _TIMING = re.compile(r"^(?P<start>\S+)\s*-->\s*(?P<end>\S+)(?:\s+.*)?$")
-# [hours:]minutes:seconds followed by ',' or '.' and 1-3 digits of milliseconds.
-_STAMP = re.compile(r"^(?:(?P<h>\d+):)?(?P<m>[0-5]?\d):(?P<s>[0-5]?\d)[,.](?P<ms>\d{1,3})$")
-# Formatting that is shown, not spoken: <i>, </font>, {\an8}.
-_MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")
+# [hours:]minutes:seconds followed by ',' or '.' and 1-3 digits of milliseconds; ASCII digits only
+# (``\d`` would also take Arabic-Indic and other Unicode digits).
+_STAMP = re.compile(r"^(?:(?P<h>[0-9]+):)?(?P<m>[0-5]?[0-9]):(?P<s>[0-5]?[0-9])[,.](?P<ms>[0-9]{1,3})$")
+_NUMBER = re.compile(r"[0-9]{1,9}")
+# Formatting that is shown, not spoken: <i>, </font>, {\an8}. Neither body may contain its own
+# opener, so a run of unclosed '<' or '{\' is scanned once (linear), not once per opener.
+_MARKUP = re.compile(r"<[^<>]*>|\{\\[^{}]*\}")
+_LIMIT_SETTING = "AVS_MAX_JOB_AUDIO_SECONDS"
 _TIMING_EXAMPLE = "'00:00:01,000 --> 00:00:03,500'"
 
 
@@ -61,7 +65,15 @@ def _error(line: int, message: str) -> InvalidInputError:
     return InvalidInputError(f"SRT line {line}: {message}")
 
 
-def _parse_stamp(value: str, line: int) -> float:
+def _too_late(line: int, value: str, max_seconds: float) -> InvalidInputError:
+    return _error(
+        line,
+        f"timestamp {value!r} is past the longest job audio of {format_timestamp(max_seconds)} "
+        f"({_LIMIT_SETTING}); split the subtitles into several jobs, each starting near 00:00:00",
+    )
+
+
+def _parse_stamp(value: str, line: int, max_seconds: float | None) -> float:
     match = _STAMP.fullmatch(value)
     if match is None:
         raise _error(
@@ -69,24 +81,35 @@ def _parse_stamp(value: str, line: int) -> float:
             f"expected a timestamp such as '00:00:01,000' (hours:minutes:seconds,milliseconds; minutes and "
             f"seconds below 60), got {value!r}",
         )
-    hours = int(match["h"] or 0)
-    millis = int(match["ms"].ljust(3, "0"))
-    return hours * 3600 + int(match["m"]) * 60 + int(match["s"]) + millis / 1000
+    hours = match["h"] or "0"
+    # A thousand years of hours is past any bound; beyond that, int() and float() would overflow.
+    if len(hours.lstrip("0")) > 7:
+        if max_seconds is not None:
+            raise _too_late(line, value, max_seconds)
+        raise _error(line, f"timestamp {value!r} has more than 7 digits of hours")
+    millis = ((int(hours) * 60 + int(match["m"])) * 60 + int(match["s"])) * 1000 + int(match["ms"].ljust(3, "0"))
+    if max_seconds is not None and millis > max_seconds * 1000:
+        raise _too_late(line, value, max_seconds)
+    return millis / 1000
 
 
-def _parse_timing(text: str, line: int) -> tuple[float, float]:
+def _parse_timing(text: str, line: int, max_seconds: float | None) -> tuple[float, float]:
     match = _TIMING.fullmatch(text.strip())
     if match is None:
         raise _error(line, f"expected a timing line such as {_TIMING_EXAMPLE}, got {text.strip()!r}")
-    return _parse_stamp(match["start"], line), _parse_stamp(match["end"], line)
+    return _parse_stamp(match["start"], line, max_seconds), _parse_stamp(match["end"], line, max_seconds)
+
+
+def _is_number(line: str) -> bool:
+    return _NUMBER.fullmatch(line.strip()) is not None
 
 
 def _starts_cue(lines: list[str], i: int) -> bool:
     """Whether ``lines[i]`` is a cue number directly followed by a timing line (a missing blank line)."""
-    return lines[i].strip().isdigit() and i + 1 < len(lines) and _TIMING.fullmatch(lines[i + 1].strip()) is not None
+    return _is_number(lines[i]) and i + 1 < len(lines) and _TIMING.fullmatch(lines[i + 1].strip()) is not None
 
 
-def parse_srt(text: str) -> list[Cue]:
+def parse_srt(text: str, max_seconds: float | None = None) -> list[Cue]:
     r"""Parse SubRip subtitles.
 
     Accepts a UTF-8 BOM, CRLF/CR/LF line ends, ``,`` or ``.`` before the milliseconds, optional
@@ -95,6 +118,7 @@ def parse_srt(text: str) -> list[Cue]:
 
     Args:
         text: the file's content.
+        max_seconds: the latest time a cue may end (``max_job_audio_seconds``); None: no bound.
 
     Returns:
         The cues in file order.
@@ -112,14 +136,18 @@ def parse_srt(text: str) -> list[Cue]:
             i += 1
             continue
         number = lines[i].strip()
-        if not number.isdigit():
-            raise _error(i + 1, f"expected a cue number (a whole number such as {len(cues) + 1}), got {number!r}")
+        if not _is_number(number):
+            raise _error(
+                i + 1,
+                f"expected a cue number (a whole number of ASCII digits, at most 9, such as {len(cues) + 1}), "
+                f"got {number[:40]!r}",
+            )
         index_line = i + 1
         i += 1
         if i >= len(lines) or not lines[i].strip():
             got = "the end of the file" if i >= len(lines) else "a blank line"
             raise _error(i + 1, f"expected the timing line of cue {number} (such as {_TIMING_EXAMPLE}), got {got}")
-        start, end = _parse_timing(lines[i], i + 1)
+        start, end = _parse_timing(lines[i], i + 1, max_seconds)
         if end <= start:
             raise _error(
                 i + 1,
@@ -200,7 +228,7 @@ def fit_clip(audio: np.ndarray, slot_samples: int, sample_rate: int, max_stretch
 
 
 def build_track(
-    cues: list[Cue], clips: list[np.ndarray], sample_rate: int, max_stretch: float
+    cues: list[Cue], clips: list[np.ndarray], sample_rate: int, max_stretch: float, max_seconds: float | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """Place each cue's speech at its start time on one track.
 
@@ -212,12 +240,24 @@ def build_track(
         clips: one mono float32 clip per cue, in the same order.
         sample_rate: rate of the clips and of the track.
         max_stretch: the largest speed-up allowed when fitting a clip into its slot.
+        max_seconds: the longest track (``max_job_audio_seconds``); speech running past it is cut.
 
     Returns:
         The track and one warning per cue whose speech did not fit even at ``max_stretch``.
+
+    Raises:
+        InvalidInputError: a cue ends after ``max_seconds`` (parsing refuses those; this guards the
+            memory the track takes against records written some other way).
     """
     if len(cues) != len(clips):
         raise ValueError(f"{len(cues)} cues but {len(clips)} clips")
+    if max_seconds is not None:
+        for cue in cues:
+            if cue.end_s > max_seconds:
+                raise InvalidInputError(
+                    f"cue {cue.index} ends at {format_timestamp(cue.end_s)}, past the longest job audio of "
+                    f"{format_timestamp(max_seconds)} ({_LIMIT_SETTING})"
+                )
     placed: list[tuple[int, np.ndarray]] = []
     warnings: list[str] = []
     end = max(round(cue.end_s * sample_rate) for cue in cues)
@@ -238,7 +278,14 @@ def build_track(
                 f"{cue.slot_s:.2f} s slot) needs {len(clip) / sample_rate:.2f} s of speech; even at the "
                 f"{max_stretch:g}x stretch limit it runs {fitted.overflow_s:.2f} s {where}"
             )
+    if max_seconds is not None and end > round(max_seconds * sample_rate):
+        end = round(max_seconds * sample_rate)
+        warnings.append(
+            f"speech running past {format_timestamp(max_seconds)} was cut at that time, the longest job audio "
+            f"({_LIMIT_SETTING})"
+        )
     track = np.zeros(end, dtype=np.float32)
     for start, audio in placed:
-        track[start : start + len(audio)] += audio
+        piece = audio[: max(0, end - start)]
+        track[start : start + len(piece)] += piece
     return track, warnings

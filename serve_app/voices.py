@@ -106,11 +106,20 @@ class VoiceStore:
         return sorted(records, key=lambda r: (r["created_at"], r["id"]))
 
     def delete(self, voice_id: str) -> None:
-        """Delete a voice (its directory is renamed away first, so readers never see half of it)."""
+        """Delete a voice (its directory is renamed away first, so readers never see half of it).
+
+        Raises:
+            NotFoundError: no such voice, also when a concurrent delete removed it first.
+            InvalidInputError: the id is not a valid path component.
+        """
         self.get(voice_id)
         directory = self.storage.voice_dir(voice_id)
         trash = directory.with_name(f".deleted-{voice_id}-{uuid.uuid4().hex[:6]}")
-        directory.rename(trash)
+        try:
+            directory.rename(trash)
+        except FileNotFoundError:  # the rename is the one step only one of two deletes can win
+            message = f"voice {voice_id!r} not found (it was just deleted); list voices with GET /voices"
+            raise NotFoundError(message) from None
         shutil.rmtree(trash, ignore_errors=True)
 
     def latents(self, voice_id: str, model_id: str, compute: LatentsFn) -> tuple[Any, bool]:

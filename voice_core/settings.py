@@ -194,6 +194,20 @@ class Settings(BaseSettings):
     max_job_chars: int = Field(
         default=100_000, gt=0, description="Most characters of text (or of SRT cue text) one synthesis job accepts."
     )
+    max_job_audio_seconds: float = Field(
+        default=14_400.0,
+        gt=0,
+        description="Latest time an SRT cue of a synthesis job may end, in seconds (default 4 hours). The job's "
+        "track is held in memory as float32 (about 4 bytes x sample rate per second: 1.4 GB for 4 hours at "
+        "24 kHz), so later cues are refused with a 400 naming their line.",
+    )
+    max_job_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="How many times a synthesis job is started before it is failed: a job found running when "
+        "a job runner starts was left by a runner that crashed or was stopped, and is resumed until it has been "
+        "attempted this many times.",
+    )
     srt_max_stretch: float = Field(
         default=1.3,
         ge=1.0,

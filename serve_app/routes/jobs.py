@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.jobs import ACTIVE, CANCELLED, SUCCEEDED, JobStore, new_job_id, new_record
+from serve_app.jobs import ACTIVE, SUCCEEDED, JobStore, new_job_id, new_record
 from serve_app.profiles import ProfileName, resolve_params
 from serve_app.protocol import LanguageCode, ModelId, ResponseFormat, VoiceName
 from serve_app.routes.context import ctx
@@ -78,6 +78,16 @@ async def _srt_upload(files: dict, settings: Settings) -> str | None:
         ) from None
 
 
+def _check_srt_size(srt: str, settings: Settings) -> None:
+    """Refuse an SRT sent as text that is larger than an uploaded file may be, before parsing it."""
+    size = len(srt.encode("utf-8", errors="surrogatepass"))
+    if size > settings.max_upload_bytes:
+        raise PayloadTooLargeError(
+            f"the SRT is {size} bytes; at most {settings.max_upload_bytes} (AVS_MAX_UPLOAD_BYTES): "
+            "split it into several jobs"
+        )
+
+
 async def _check_voice(body: JobRequest, settings: Settings) -> tuple[str, str]:
     """Normalise the language and check the voice against the default model; return (language, model id)."""
     from serve_app.voices import VoiceStore
@@ -121,7 +131,11 @@ async def create_job(request: Request) -> JSONResponse:
     if not source.strip():
         raise InvalidInputError(f"{'srt' if srt is not None else 'text'} is empty; send something to speak")
     runner = _runner()
-    cues = parse_srt(srt) if srt is not None else None
+    cues = None
+    if srt is not None:
+        _check_srt_size(srt, settings)
+        # Off the event loop: a large file takes a while to parse, and other requests must not wait.
+        cues = await asyncio.to_thread(parse_srt, srt, settings.max_job_audio_seconds)
     chars = sum(len(cue.text) for cue in cues) if cues is not None else len(source.strip())
     if chars > settings.max_job_chars:
         raise PayloadTooLargeError(
@@ -189,10 +203,9 @@ async def job_audio(job_id: str) -> FileResponse:
 
 @router.delete("/jobs/{job_id}")
 async def cancel_job(job_id: str) -> dict[str, Any]:
-    """Cancel a queued or running job (a running one stops before its next unit)."""
-    record = _store().load(job_id)
-    if record["status"] == CANCELLED:
-        return record
-    if record["status"] not in ACTIVE:
-        raise ConflictError(f"job {job_id} already {record['status']}; only queued or running jobs can be cancelled")
-    return await _runner().cancel.remote(job_id)
+    """Cancel a queued or running job (a running one stops before its next unit).
+
+    The cancel is written to the job's record on disk, under its lock, so it holds whichever runner
+    replica works on the job, and a runner finishing at the same moment cannot overwrite it.
+    """
+    return await asyncio.to_thread(_store().cancel, job_id)

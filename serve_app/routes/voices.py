@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -59,5 +60,5 @@ async def get_voice(request: Request, voice_id: str) -> dict[str, Any]:
 @router.delete("/voices/{voice_id}", status_code=204)
 async def delete_voice(request: Request, voice_id: str) -> Response:
     """Delete a stored voice."""
-    _store(request).delete(voice_id)
+    await asyncio.to_thread(_store(request).delete, voice_id)  # removing the files takes a while
     return Response(status_code=204)

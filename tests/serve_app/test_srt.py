@@ -93,3 +93,108 @@ def test_last_cue_overflow_extends_the_track() -> None:
     track, warnings = build_track([Cue(1, 0.0, 1.0, "a", 1)], [_tone(2.6)], RATE, 1.3)
     assert len(track) == pytest.approx(2.0 * RATE, abs=RATE * 0.02)
     assert "past its end" in warnings[0]
+
+
+def _unbounded_repeats_exclude_their_opener(pattern: str) -> list[str]:
+    """Problems of ``pattern``: each branch's unbounded repeat must not match the branch's first literal.
+
+    A repeat that can run over the character a match starts with lets the attempt at every opener
+    scan the rest of the text (quadratic on a run of openers); one that stops at the next opener
+    makes the attempts scan disjoint stretches (linear).
+    """
+    from re import _constants as c
+    from re import _parser
+
+    def matches(item: tuple, char: int) -> bool:
+        op, args = item
+        if op is c.LITERAL:
+            return args == char
+        if op is c.NOT_LITERAL:
+            return args != char
+        assert op is c.IN, item
+        negate = args[0][0] is c.NEGATE
+        listed = any(kind is c.LITERAL and value == char for kind, value in args)
+        assert all(kind in (c.NEGATE, c.LITERAL) for kind, _ in args), item
+        return listed != negate
+
+    parsed = list(_parser.parse(pattern))
+    branches = parsed[0][1][1] if parsed[0][0] is c.BRANCH else [parsed]
+    problems = []
+    for branch in branches:
+        items = list(branch)
+        assert items[0][0] is c.LITERAL, branch
+        opener = items[0][1]
+        for op, args in items:
+            if op is c.MAX_REPEAT and args[1] is c.MAXREPEAT:
+                if any(matches(item, opener) for item in args[2]):
+                    problems.append(f"the repeat after {chr(opener)!r} can run over the next {chr(opener)!r}")
+    return problems
+
+
+def test_markup_pattern_is_linear_on_runs_of_openers() -> None:
+    from serve_app.srt import _MARKUP
+
+    assert _unbounded_repeats_exclude_their_opener(_MARKUP.pattern) == []
+    assert _unbounded_repeats_exclude_their_opener(r"<[^>]*>|\{\\[^}]*\}") != []  # the old, quadratic one
+
+
+@pytest.mark.timeout(60)
+def test_hostile_markup_of_a_megabyte_parses() -> None:
+    for hostile in ("<" * 1_000_000, "{\\" * 500_000):
+        cues = parse_srt(f"1\n00:00:01,000 --> 00:00:02,000\nHi {hostile}\n")
+        assert cues[0].text.startswith("Hi ")
+
+
+@pytest.mark.parametrize(
+    ("line", "spoken"),
+    [
+        ("<i>Two</i> <b>words</b>", "Two words"),
+        ('<font color="#ff0000">Red</font> text', "Red text"),
+        ("{\\an8}{\\pos(10,20)}Top", "Top"),
+        ("a < b and c > d", "a d"),
+        ("{not markup} stays", "{not markup} stays"),
+    ],
+)
+def test_markup_is_removed_from_real_subtitles(line: str, spoken: str) -> None:
+    assert parse_srt(f"1\n00:00:01,000 --> 00:00:02,000\n{line}\n")[0].text == spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (f"1\n{'9' * 400}:00:00,000 --> {'9' * 400}:00:01,000\nHi\n", r"SRT line 2: .*AVS_MAX_JOB_AUDIO_SECONDS"),
+        (f"1\n{'9' * 5000}:00:00,000 --> {'9' * 5000}:00:01,000\nHi\n", r"SRT line 2: .*AVS_MAX_JOB_AUDIO_SECONDS"),
+        ("1\n99999:00:00,000 --> 99999:00:01,000\nHi\n", r"SRT line 2: .*99999:00:00,000.*AVS_MAX_JOB_AUDIO_SECONDS"),
+        ("1\n00:00:01,000 --> 04:00:00,001\nHi\n", r"SRT line 2: .*04:00:00,001.*AVS_MAX_JOB_AUDIO_SECONDS"),
+        ("\u00b2\n00:00:01,000 --> 00:00:02,000\nHi\n", r"SRT line 1: expected a cue number"),
+        ("\u0661\n00:00:01,000 --> 00:00:02,000\nHi\n", r"SRT line 1: expected a cue number"),
+        (f"{'1' * 5000}\n00:00:01,000 --> 00:00:02,000\nHi\n", r"SRT line 1: expected a cue number"),
+        ("1\n00:00:0\u0661,000 --> 00:00:02,000\nHi\n", r"SRT line 2: expected a timestamp"),
+        ("1\n00:00:01,\u0661 --> 00:00:02,000\nHi\n", r"SRT line 2: expected a timestamp"),
+        ("1\n\u0661:00:01,000 --> 00:00:02,000\nHi\n", r"SRT line 2: expected a timestamp"),
+    ],
+)
+def test_numbers_are_ascii_and_the_timeline_is_bounded(text: str, pattern: str) -> None:
+    with pytest.raises(InvalidInputError, match=pattern):
+        parse_srt(text, max_seconds=4 * 3600)
+
+
+def test_a_superscript_cue_number_after_the_first_cue_names_its_line() -> None:
+    text = "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n\u00b2\n00:00:03,000 --> 00:00:04,000\nYo\n"
+    with pytest.raises(InvalidInputError, match=r"SRT line 5: expected a cue number"):
+        parse_srt(text, max_seconds=4 * 3600)
+
+
+def test_a_cue_right_at_the_bound_is_accepted() -> None:
+    cues = parse_srt("1\n03:59:59,000 --> 04:00:00,000\nHi\n", max_seconds=4 * 3600)
+    assert cues[0].end_s == 4 * 3600
+
+
+def test_build_track_never_allocates_past_the_bound() -> None:
+    far = [Cue(1, 99_999 * 3600.0, 99_999 * 3600.0 + 1, "a", 1)]
+    with pytest.raises(InvalidInputError, match=r"cue 1 .*longest job audio"):
+        build_track(far, [_tone(0.5)], RATE, 1.3, max_seconds=10.0)
+    # Speech that overflows the last cue is cut at the bound, never longer.
+    track, warnings = build_track([Cue(1, 0.0, 1.0, "a", 1)], [_tone(2.6)], RATE, 1.3, max_seconds=1.5)
+    assert len(track) == round(1.5 * RATE)
+    assert any("cut at" in warning for warning in warnings)
