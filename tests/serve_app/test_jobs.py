@@ -161,7 +161,6 @@ def test_cancel_stops_the_job(service, slow_model: str) -> None:
         ({}, r"exactly one of 'text'"),
         ({"text": "Hi.", "quality_profile": "loud"}, r"quality_profile.*unknown quality profile"),
         ({"text": "Hi.", "format": "ogg"}, r"format"),
-        ({"text": "Hi.", "voice": "nobody-like-this"}, r"unknown voice 'nobody-like-this'"),
         ({"text": "Hi.", "language": "xx"}, r"language 'xx' is not supported"),
         ({"text": "Hi.", "speed": 2}, r"speed"),
     ],
@@ -171,6 +170,14 @@ def test_bad_job_requests_are_refused_before_anything_runs(service, body: dict, 
     response = _post(service, json=body)
     assert response.status_code == 400, response.text
     assert re.search(pattern, response.json()["error"]["message"]), response.json()
+    assert {path.name for path in (service.storage / "jobs").iterdir()} == before
+
+
+def test_a_job_for_an_unknown_voice_is_a_404_and_stores_nothing(service) -> None:
+    before = {path.name for path in (service.storage / "jobs").iterdir()}
+    response = _post(service, json={"text": "Hi.", "voice": "nobody-like-this"})
+    assert response.status_code == 404, response.text
+    assert "unknown voice 'nobody-like-this'" in response.json()["error"]["message"]
     assert {path.name for path in (service.storage / "jobs").iterdir()} == before
 
 
