@@ -261,11 +261,14 @@ def cases() -> list[Case]:
         Case("health-prefix-without-key", "GET", "/healthz", 401, ("API key",), auth=False),
         Case("wrong-key", "GET", "/voices", 401, ("API key",), headers={"Authorization": "Bearer nope"}, auth=False),
         # paths and methods
-        Case("voice-traversal", "GET", "/voices/..%2F..%2Fetc%2Fpasswd", 400, ("voice id",)),
-        Case("job-traversal", "GET", "/jobs/..%2Fvoices", 400, ("job id",)),
-        Case("clip-traversal", "GET", "/datasets/x/clips/..%2F..%2Fa/audio", 400, ("dataset",)),
+        Case("voice-traversal", "GET", "/voices/..%2F..%2Fetc%2Fpasswd", 404, ("Not Found",)),
+        Case("voice-dotdot", "DELETE", "/voices/..", 400, ("invalid voice id",)),
+        Case("job-dotdot", "GET", "/jobs/..", 400, ("invalid job id",)),
+        Case("job-hidden", "GET", "/jobs/.owner", 400, ("invalid job id",)),
+        Case("clip-dotdot", "GET", "/datasets/x/clips/.../audio", 400, ("clip id",)),
         Case("sample-traversal", "GET", "/training/runs/r/samples/..%2Frun.json", 404, ("r",)),
-        Case("ui-traversal", "GET", "/ui/..%2F..%2Fpyproject.toml", 404, ("asset",), auth=False),
+        Case("ui-traversal", "GET", "/ui/..%2F..%2Fpyproject.toml", 404, ("Not Found",), auth=False),
+        Case("ui-dotdot", "GET", "/ui/..", 400, ("asset",), auth=False),
         Case("put-voices", "PUT", "/voices", 405, ("GET", "POST")),
         Case("options-tts", "OPTIONS", "/tts", 405, ("POST",)),
         Case("bad-limit", "GET", "/jobs?limit=-1", 400, ("'limit'",)),
@@ -283,11 +286,16 @@ def client(service):
 
 
 def ingress_pid() -> int:
-    from ray.util.state import list_actors
+    """Pid of the live ingress replica of the ``voice`` application (from the GCS actor table)."""
+    from ray._private.state import actors
 
-    actors = list_actors(filters=[("class_name", "=", "ServeReplica:voice:Ingress"), ("state", "=", "ALIVE")])
-    assert len(actors) == 1, actors
-    return actors[0]["pid"]
+    alive = [
+        info["Pid"]
+        for info in actors().values()
+        if info["ActorClassName"] == "ServeReplica:voice:Ingress" and info["State"] == "ALIVE"
+    ]
+    assert len(alive) == 1, alive
+    return alive[0]
 
 
 def stored_state(storage: Path) -> dict[str, Any]:
