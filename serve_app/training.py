@@ -188,7 +188,7 @@ def stop(storage: Storage, run_name: str, settings: Settings) -> dict[str, Any]:
 def _existing_run(storage: Storage, run_name: str) -> Path:
     run_dir = storage.run_dir(run_name)
     if not (run_dir / "run.json").is_file():
-        raise NotFoundError(f"no training run {run_name!r} in {storage.runs}")
+        raise NotFoundError(f"no training run {run_name!r} in storage/runs; list runs with GET /training/jobs")
     return run_dir
 
 
@@ -218,18 +218,19 @@ def samples(storage: Storage, run_name: str) -> list[dict[str, Any]]:
 
 
 def sample_path(storage: Storage, run_name: str, filename: str) -> Path:
-    """The file of one sample (``epoch_<N>.wav``).
+    """The file of one sample (``epoch_<N>.wav``), symlinks resolved (see :meth:`Storage.stored_file`).
 
     Raises:
-        NotFoundError: no such run or sample.
+        NotFoundError: no such run or sample, or the sample resolves outside the allowed roots.
     """
     from voice_core.storage import validate_component
 
     run_dir = _existing_run(storage, run_name)
+    missing = f"run {run_name!r} has no sample {filename!r}; GET /training/samples?run={run_name}"
     path = run_dir / "samples" / validate_component(filename, "sample file")
-    if not (filename.startswith("epoch_") and filename.endswith(".wav") and path.is_file()):
-        raise NotFoundError(f"run {run_name!r} has no sample {filename!r}; GET /training/samples?run={run_name}")
-    return path
+    if not (filename.startswith("epoch_") and filename.endswith(".wav")):
+        raise NotFoundError(missing)
+    return storage.stored_file(path, missing)
 
 
 def describe(storage: Storage, run_name: str, settings: Settings, detail: bool = True) -> dict[str, Any]:
