@@ -1,12 +1,11 @@
 """Training runs started through the API: checked in the ingress, run as ``python -m train_jobs finetune``.
 
 ``submit`` runs the same pre-flight checks as the CLI (so a bad dataset is a 4xx at once), records
-the run (``run.json``), saves the validated options as ``finetune.json`` and starts
+the run (``run.json``), saves the validated options as ``finetune.json``, starts
 ``python -m train_jobs finetune --config <that file> --dataset-in-storage`` with
-:mod:`serve_app.ray_jobs` (a Ray Job, or a detached actor where there is no Jobs API), and writes
-``job.json`` in the run directory. A run's
-view joins that record with the Ray Job's status and the worker-written ``progress.json``. The id of
-a training job is its run name.
+:mod:`serve_app.ray_jobs` (a Ray Job, or a detached actor where there is no Jobs API) and writes
+``job.json`` in the run directory. A run's view joins that record with the Ray Job's status and the
+worker-written ``progress.json``. The id of a training job is its run name.
 
 Everything here blocks: call it from a thread.
 """
