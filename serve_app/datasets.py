@@ -200,7 +200,7 @@ class DatasetStore:
             path = self.recordings / validate_component(name, "recordings directory")
         except InvalidInputError as exc:
             raise InvalidInputError(f"field '{field}': {exc}") from None
-        if path.exists() and not is_within(path, self.storage.allowed_roots()):
+        if not is_within(path, self.storage.allowed_roots()):  # checked before it exists too
             raise InvalidInputError(f"field '{field}': recordings directory {name!r} points outside the storage root")
         return path
 
@@ -301,20 +301,19 @@ class DatasetStore:
         return len(kept), page
 
     def clip_path(self, name: str, clip_id: str) -> Path:
-        """The WAV of a kept clip.
+        """The WAV of a kept clip, symlinks resolved (see :meth:`Storage.stored_file`).
 
         Raises:
             InvalidInputError: ``clip_id`` is not a safe id.
-            NotFoundError: no such dataset or clip.
+            NotFoundError: no such dataset or clip, or the clip resolves outside the allowed roots.
         """
         try:
             validate_component(clip_id, "clip id")
         except InvalidInputError as exc:
             raise InvalidInputError(f"field 'clip_id': {exc}") from None
         path = self.existing_dir(name) / "wavs" / f"{clip_id}.wav"
-        if not path.is_file() or not is_within(path, self.storage.allowed_roots()):
-            raise NotFoundError(f"dataset {name!r} has no clip {clip_id!r}; list them with GET /datasets/{name}/clips")
-        return path
+        missing = f"dataset {name!r} has no clip {clip_id!r}; list them with GET /datasets/{name}/clips"
+        return self.storage.stored_file(path, missing)
 
 
 def safe_filename(filename: str, index: int) -> str:

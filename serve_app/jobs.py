@@ -249,6 +249,17 @@ class JobStore:
         """Where the final audio of ``job_id`` is written."""
         return self.job_dir(job_id) / f"result.{fmt}"
 
+    def result_file(self, job_id: str, fmt: str) -> Path:
+        """The final audio of a finished job, symlinks resolved (see :meth:`Storage.stored_file`).
+
+        Raises:
+            NotFoundError: the file is gone, or resolves outside the allowed roots.
+        """
+        path = self.result_path(job_id, fmt)
+        return self.storage.stored_file(
+            path, f"job {job_id} succeeded but its audio file {path.name} is gone from storage"
+        )
+
     def drop_parts(self, job_id: str) -> None:
         """Remove the unit parts once the result is written (they only serve resuming)."""
         shutil.rmtree(self.job_dir(job_id) / "parts", ignore_errors=True)

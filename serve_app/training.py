@@ -1,10 +1,11 @@
 """Training runs started through the API: checked in the ingress, run as ``python -m train_jobs finetune``.
 
 ``submit`` runs the same pre-flight checks as the CLI (so a bad dataset is a 4xx at once), records
-the run (``run.json``), then starts the command with :mod:`serve_app.ray_jobs` (a Ray Job, or a
-detached actor where there is no Jobs API) and writes ``job.json`` in the run directory. A run's
-view joins that record with the Ray Job's status and the worker-written ``progress.json``. The id of
-a training job is its run name.
+the run (``run.json``), saves the validated options as ``finetune.json``, starts
+``python -m train_jobs finetune --config <that file> --dataset-in-storage`` with
+:mod:`serve_app.ray_jobs` (a Ray Job, or a detached actor where there is no Jobs API) and writes
+``job.json`` in the run directory. A run's view joins that record with the Ray Job's status and the
+worker-written ``progress.json``. The id of a training job is its run name.
 
 Everything here blocks: call it from a thread.
 """
@@ -19,7 +20,7 @@ from typing import Any
 from serve_app import ray_jobs
 from serve_app.datasets import read_json, tail
 from serve_app.ray_jobs import RAY_JOB, RAY_TASK
-from train_jobs.config import FinetuneConfig
+from train_jobs.config import FinetuneConfig, write_config_file
 from train_jobs.progress import FAILED, FINISHED, RUNNING, STOPPED, read_progress
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.settings import Settings
@@ -28,25 +29,25 @@ from voice_core.storage import Storage, atomic_write_json
 NAMESPACE = "avs-training"
 JOB_RECORD = "job.json"
 LOG = "train.log"
+CONFIG_FILE = "finetune.json"
 LOG_TAIL_BYTES = 4000
 QUEUED = "queued"
 ACTIVE = frozenset({QUEUED, RUNNING})
 
 
-def cli_args(config: FinetuneConfig) -> list[str]:
-    """``-m train_jobs finetune ...`` reproducing ``config`` exactly (no progress bar: nobody watches it)."""
-    argv = ["-m", "train_jobs", "finetune"]
-    for name, value in config.model_dump(mode="json").items():
-        flag = "--" + name.replace("_", "-")
-        if name == "progress_bar":
-            continue
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list):
-            argv += [flag, ",".join(str(v) for v in value)]
-        elif value is not None:
-            argv += [flag, str(value)]
-    return [*argv, "--no-progress-bar"]
+def write_run_config(config: FinetuneConfig, run_dir: Path) -> Path:
+    """Save the validated options the API starts a run with as ``finetune.json`` (no progress bar)."""
+    return write_config_file(config.model_copy(update={"progress_bar": False}), run_dir / CONFIG_FILE)
+
+
+def cli_args(config_file: Path) -> list[str]:
+    """``-m train_jobs finetune ...`` running the options saved in ``config_file``.
+
+    The options travel as JSON, not as command-line text (a test sentence with a comma or one
+    starting with ``-`` would not survive that), and the dataset must be a name under
+    ``storage/datasets``: the command runs in the storage root, where a name could match a folder.
+    """
+    return ["-m", "train_jobs", "finetune", "--config", str(config_file), "--dataset-in-storage"]
 
 
 def _job_record(run_dir: Path) -> dict[str, Any] | None:
@@ -67,7 +68,7 @@ def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
     current = _job_record(run_dir)
     if current is not None and refresh(run_dir, current, settings).get("status") in ACTIVE:
         raise ConflictError(f"run {config.run_name!r} is already running; wait for it or DELETE it first")
-    prepared = prepare_run(config, settings)
+    prepared = prepare_run(config, settings, dataset_in_storage=True)
     job_id = f"train-{config.run_name}-{secrets.token_hex(4)}"
     record = {
         "job_id": job_id,
@@ -78,7 +79,7 @@ def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
         "resumed": prepared.resuming,
     }
     atomic_write_json(run_dir / JOB_RECORD, record)
-    argv = ray_jobs.python_argv(*cli_args(config))
+    argv = ray_jobs.python_argv(*cli_args(write_run_config(config, run_dir)))
     reason = ray_jobs.submit_job(job_id, argv, settings, {"avs_training_run": config.run_name})
     if reason is None:
         record.update(runner=RAY_JOB)
@@ -188,7 +189,7 @@ def stop(storage: Storage, run_name: str, settings: Settings) -> dict[str, Any]:
 def _existing_run(storage: Storage, run_name: str) -> Path:
     run_dir = storage.run_dir(run_name)
     if not (run_dir / "run.json").is_file():
-        raise NotFoundError(f"no training run {run_name!r} in {storage.runs}")
+        raise NotFoundError(f"no training run {run_name!r} in storage/runs; list runs with GET /training/jobs")
     return run_dir
 
 
@@ -218,18 +219,19 @@ def samples(storage: Storage, run_name: str) -> list[dict[str, Any]]:
 
 
 def sample_path(storage: Storage, run_name: str, filename: str) -> Path:
-    """The file of one sample (``epoch_<N>.wav``).
+    """The file of one sample (``epoch_<N>.wav``), symlinks resolved (see :meth:`Storage.stored_file`).
 
     Raises:
-        NotFoundError: no such run or sample.
+        NotFoundError: no such run or sample, or the sample resolves outside the allowed roots.
     """
     from voice_core.storage import validate_component
 
     run_dir = _existing_run(storage, run_name)
+    missing = f"run {run_name!r} has no sample {filename!r}; GET /training/samples?run={run_name}"
     path = run_dir / "samples" / validate_component(filename, "sample file")
-    if not (filename.startswith("epoch_") and filename.endswith(".wav") and path.is_file()):
-        raise NotFoundError(f"run {run_name!r} has no sample {filename!r}; GET /training/samples?run={run_name}")
-    return path
+    if not (filename.startswith("epoch_") and filename.endswith(".wav")):
+        raise NotFoundError(missing)
+    return storage.stored_file(path, missing)
 
 
 def describe(storage: Storage, run_name: str, settings: Settings, detail: bool = True) -> dict[str, Any]:

@@ -6,6 +6,12 @@ Exit status: 0 on success, 2 when the options, model or dataset are rejected bef
 (the message names the problem and the fix), 1 when training itself failed. Works the same locally
 (a local Ray starts) and under ``ray job submit -- python -m train_jobs ...`` (``RAY_ADDRESS`` is
 set by Ray: the job joins that cluster).
+
+``finetune --config FILE`` reads the options from a JSON object of :class:`FinetuneConfig` fields
+instead (lists as JSON arrays, so values may hold commas or start with ``-``); that is how the API
+starts runs. It is refused together with option flags: one source of options, never a merge.
+``--dataset-in-storage`` accepts only a dataset name under ``storage/datasets`` (never a path or a
+directory in the working directory); the API passes it for every run it starts.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
-from train_jobs.config import FinetuneConfig, parse_config
+from train_jobs.config import FinetuneConfig, parse_config, read_config_file
 from train_jobs.methods import METHODS
 from train_jobs.search import SEARCHABLE
 from voice_core.errors import VoiceError
@@ -37,10 +43,14 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation if annotation in (int, float, str) else str
 
 
-def _add_config_options(parser: argparse.ArgumentParser, *, lists: frozenset[str] = frozenset()) -> None:
+def _add_config_options(
+    parser: argparse.ArgumentParser, *, lists: frozenset[str] = frozenset(), required: bool = True
+) -> None:
     for name, field in FinetuneConfig.model_fields.items():
         flag, annotation = _flag(name), field.annotation
-        help_text = f"(default: {field.default!r})" if name not in REQUIRED else "(required)"
+        help_text = f"(default: {field.default!r})"
+        if name in REQUIRED:
+            help_text = "(required)" if required else "(required unless --config)"
         if annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif name in lists or get_origin(annotation) is tuple:
@@ -49,7 +59,12 @@ def _add_config_options(parser: argparse.ArgumentParser, *, lists: frozenset[str
             parser.add_argument(flag, dest=name, choices=sorted(METHODS), default=None, help=help_text)
         else:
             parser.add_argument(
-                flag, dest=name, type=_scalar_type(annotation), default=None, required=name in REQUIRED, help=help_text
+                flag,
+                dest=name,
+                type=_scalar_type(annotation),
+                default=None,
+                required=required and name in REQUIRED,
+                help=help_text,
             )
 
 
@@ -59,7 +74,19 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
     commands = root.add_subparsers(dest="command", required=True)
     finetune = commands.add_parser("finetune", help="train (or resume) a run")
-    _add_config_options(finetune)
+    _add_config_options(finetune, required=False)  # required unless --config: checked in main
+    finetune.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="read the options from a JSON object of option names (dataset, run_name, lora_targets as an "
+        "array, ...); not combinable with option flags",
+    )
+    finetune.add_argument(
+        "--dataset-in-storage",
+        action="store_true",
+        help="the dataset must be a name under storage/datasets (no paths, nothing from the working directory)",
+    )
     finetune.add_argument("--check", action="store_true", help="run the pre-flight checks only")
     search = commands.add_parser("search", help="Ray Tune grid search; searchable options take comma lists")
     _add_config_options(search, lists=frozenset(SEARCHABLE))
@@ -85,6 +112,26 @@ def _config_values(args: argparse.Namespace, lists: frozenset[str] = frozenset()
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         values[name] = value
     return values
+
+
+def _finetune_config(args: argparse.Namespace) -> FinetuneConfig:
+    """The options of ``finetune``: from ``--config FILE`` or from the flags, never both."""
+    values = _config_values(args)
+    if args.config is not None:
+        if values:
+            flags = ", ".join(_flag(name) for name in values)
+            raise VoiceError(
+                f"--config {args.config} was given with option flags ({flags}); put every option in the file, "
+                "or drop --config and pass flags only"
+            )
+        return read_config_file(args.config)
+    missing = [_flag(name) for name in REQUIRED if name not in values]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise VoiceError(
+            f"{', '.join(missing)} {verb} required (or give every option in a JSON file with --config FILE)"
+        )
+    return parse_config(values)
 
 
 def connect_ray(address: str | None) -> None:
@@ -165,16 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             best = summary["best"]
             print(f"best: {best['run_name']} eval_loss={best['best_eval_loss']:.4f}" if best else "no trial finished")
             return 0 if best else 1
-        config = parse_config(_config_values(args))
+        config = _finetune_config(args)
+        in_storage = args.dataset_in_storage
         if args.check:
             from train_jobs.runner import check_only
 
-            print(json.dumps(check_only(config, settings), indent=2))
+            print(json.dumps(check_only(config, settings, dataset_in_storage=in_storage), indent=2))
             return 0
         from train_jobs.runner import finetune
 
         connect_ray(args.address)
-        print(json.dumps(finetune(config, settings), indent=2, default=str))
+        print(json.dumps(finetune(config, settings, dataset_in_storage=in_storage), indent=2, default=str))
         return 0
     except VoiceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,13 +8,14 @@ GPUs, CPUs per worker) are not part of the identity, so a run may resume on anot
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voice_core.adapters import DEFAULT_TARGET_MODULES
 from voice_core.errors import InvalidInputError
-from voice_core.storage import validate_component
+from voice_core.storage import atomic_write_json, validate_component
 
 MethodName = Literal["lora", "full"]
 DEFAULT_TEST_SENTENCES: tuple[str, ...] = ("This is a test of my fine-tuned voice.",)
@@ -148,3 +149,34 @@ def parse_config(values: dict[str, Any]) -> FinetuneConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
         raise InvalidInputError(f"invalid training options: {problems}") from None
+
+
+def write_config_file(config: FinetuneConfig, path: Path) -> Path:
+    """Save ``config`` as a JSON object of its fields (lists as arrays), atomically; returns ``path``.
+
+    This is how options cross a process boundary (``python -m train_jobs finetune --config FILE``):
+    the validated object as JSON, never re-rendered as command-line text.
+    """
+    atomic_write_json(path, config.model_dump(mode="json"))
+    return path
+
+
+def read_config_file(path: Path) -> FinetuneConfig:
+    """Load a config written by :func:`write_config_file` (or by hand), validated like any other.
+
+    Raises:
+        InvalidInputError: the file is unreadable, not a JSON object, or has invalid or unknown fields.
+    """
+    import json
+
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"the config file {path} is not valid JSON ({exc}); write one JSON object") from None
+    if not isinstance(values, dict):
+        raise InvalidInputError(
+            f"the config file {path} holds a JSON {type(values).__name__}, not an object of options"
+        )
+    return parse_config(values)

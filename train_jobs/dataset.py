@@ -130,7 +130,9 @@ def _duration(path: Path) -> float:
     return float(info.frames) / float(info.samplerate)
 
 
-def _splits(directory: Path, problems: list[str]) -> tuple[list[tuple[str, int, str, str]], set[str]]:
+def _splits(
+    directory: Path, problems: list[str], shown: str | None = None
+) -> tuple[list[tuple[str, int, str, str]], set[str]]:
     """All metadata rows as ``(file, line, id, text)`` and the ids of the evaluation split."""
     train_file, eval_file, all_file = directory / TRAIN_METADATA, directory / EVAL_METADATA, directory / METADATA
     if train_file.is_file():
@@ -139,7 +141,7 @@ def _splits(directory: Path, problems: list[str]) -> tuple[list[tuple[str, int, 
         return rows + eval_rows, {row[2] for row in eval_rows}
     if not all_file.is_file():
         raise InvalidInputError(
-            f"{directory} holds no {METADATA} (nor {TRAIN_METADATA}); build a dataset with "
+            f"{shown or directory} holds no {METADATA} (nor {TRAIN_METADATA}); build a dataset with "
             "`python -m data_prep build` or point --dataset at an LJSpeech directory"
         )
     from data_prep.export import split_ids
@@ -156,6 +158,7 @@ def load_training_data(
     limits: ModelLimits,
     language: str | None,
     min_audio_s: float,
+    shown: str | None = None,
 ) -> TrainingData:
     """Read and check a dataset, raising one error that lists every problem found.
 
@@ -165,16 +168,19 @@ def load_training_data(
         limits: from :func:`model_limits`.
         language: the dataset language; None reads ``manifest.json``.
         min_audio_s: the least total training audio accepted.
+        shown: how messages name the dataset (``storage/datasets/<name>`` for runs started over HTTP,
+            whose messages must not carry server paths); default: the directory.
 
     Raises:
         InvalidInputError: the dataset is missing, empty or malformed, a clip or transcript is too
             long, the language is unknown to the tokenizer, or there is too little audio.
     """
+    shown = shown or str(directory)
     if not directory.is_dir():
-        raise InvalidInputError(f"dataset {directory} does not exist; build one with `python -m data_prep build`")
+        raise InvalidInputError(f"dataset {shown} does not exist; build one with `python -m data_prep build`")
     language = language or dataset_language(directory)
     if not language:
-        raise InvalidInputError(f"{directory}/manifest.json names no language; pass --language")
+        raise InvalidInputError(f"{shown}/manifest.json names no language; pass --language")
     vocab = tokenizer.tokenizer.get_vocab() if getattr(tokenizer, "tokenizer", None) else {}
     if language not in limits.languages or f"[{language}]" not in vocab:
         raise InvalidInputError(
@@ -182,9 +188,9 @@ def load_training_data(
             "fine-tune a base model that supports it"
         )
     problems: list[str] = []
-    rows, eval_ids = _splits(directory, problems)
+    rows, eval_ids = _splits(directory, problems, shown)
     if not rows and not problems:
-        raise InvalidInputError(f"dataset {directory} has no clips in its metadata; build it again with more audio")
+        raise InvalidInputError(f"dataset {shown} has no clips in its metadata; build it again with more audio")
     train: list[Clip] = []
     evaluation: list[Clip] = []
     seen: set[str] = set()
@@ -218,13 +224,13 @@ def load_training_data(
         shown = problems[:MAX_LISTED_PROBLEMS]
         more = len(problems) - len(shown)
         raise InvalidInputError(
-            f"dataset {directory} has {len(problems)} problem(s):\n  "
+            f"dataset {shown} has {len(problems)} problem(s):\n  "
             + "\n  ".join(shown)
             + (f"\n  ... and {more} more" if more else "")
             + "\nfix or remove these lines (or rebuild the dataset with tighter filters)"
         )
     if not train:
-        raise InvalidInputError(f"dataset {directory} has no training clips; add recordings")
+        raise InvalidInputError(f"dataset {shown} has no training clips; add recordings")
     notes = []
     if not evaluation:
         evaluation = train[-1:]
@@ -232,7 +238,7 @@ def load_training_data(
     data = TrainingData(directory, language, train, evaluation, notes)
     if data.train_audio_s < min_audio_s:
         raise InvalidInputError(
-            f"dataset {directory} has {data.train_audio_s:.1f} s of training audio, less than the "
+            f"dataset {shown} has {data.train_audio_s:.1f} s of training audio, less than the "
             f"{min_audio_s:.0f} s required; add recordings or lower --min-audio-s"
         )
     return data

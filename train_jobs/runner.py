@@ -19,7 +19,7 @@ from train_jobs.config import FinetuneConfig
 from train_jobs.dataset import TrainingData, load_training_data, model_limits, steps_per_epoch
 from train_jobs.model import base_config, training_files
 from train_jobs.progress import FAILED, FINISHED, read_progress, update_progress
-from voice_core.errors import ConflictError
+from voice_core.errors import ConflictError, InvalidInputError
 from voice_core.models import resolve_model
 from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_write_json
@@ -40,8 +40,26 @@ class PreparedRun:
     resuming: bool
 
 
-def resolve_dataset(value: str, storage: Storage) -> Path:
-    """A dataset path, or a dataset name under ``storage/datasets``."""
+def resolve_dataset(value: str, storage: Storage, *, in_storage: bool = False) -> Path:
+    """The directory of a dataset: a path, or a name under ``storage/datasets``.
+
+    Args:
+        value: the ``dataset`` option.
+        storage: the storage layout.
+        in_storage: accept only a dataset name under ``storage/datasets`` (runs started over HTTP):
+            never a path, nor a directory of that name in the working directory.
+
+    Raises:
+        InvalidInputError: with ``in_storage``, ``value`` is not a safe name, or no such dataset exists.
+    """
+    if in_storage:
+        directory = storage.dataset_dir(value)
+        if not directory.is_dir():
+            raise InvalidInputError(
+                f"dataset {value!r} does not exist in storage/datasets; build it first (POST /datasets or "
+                "`python -m data_prep build`) and list the built ones with GET /datasets"
+            )
+        return directory
     path = Path(value).expanduser()
     if path.is_dir() or "/" in value or value.startswith("."):
         return path.resolve()
@@ -58,8 +76,11 @@ def read_run_record(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def prepare_run(config: FinetuneConfig, settings: Settings) -> PreparedRun:
+def prepare_run(config: FinetuneConfig, settings: Settings, *, dataset_in_storage: bool = False) -> PreparedRun:
     """Check the options, the base model and the dataset, and record the run.
+
+    With ``dataset_in_storage`` the dataset must be a name under ``storage/datasets`` (see
+    :func:`resolve_dataset`) and messages name it ``storage/datasets/<name>``, not by its server path.
 
     Raises:
         NotFoundError: unknown base model.
@@ -75,9 +96,14 @@ def prepare_run(config: FinetuneConfig, settings: Settings) -> PreparedRun:
     base = base_config(files)
     tokenizer = VoiceBpeTokenizer(str(files.model.vocab))
     limits = model_limits(base, config.max_text_tokens)
-    dataset_dir = resolve_dataset(config.dataset, storage)
+    dataset_dir = resolve_dataset(config.dataset, storage, in_storage=dataset_in_storage)
     data = load_training_data(
-        dataset_dir, tokenizer=tokenizer, limits=limits, language=config.language, min_audio_s=config.min_audio_s
+        dataset_dir,
+        tokenizer=tokenizer,
+        limits=limits,
+        language=config.language,
+        min_audio_s=config.min_audio_s,
+        shown=storage.shown(dataset_dir) if dataset_in_storage else None,
     )
     run_dir = storage.run_dir(config.run_name)
     saved = read_run_record(run_dir)
@@ -89,7 +115,7 @@ def prepare_run(config: FinetuneConfig, settings: Settings) -> PreparedRun:
                 "choose a new --run-name, or repeat the original options to resume it"
             )
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ConflictError(f"{run_dir} exists but is not a training run; choose another --run-name")
+        raise ConflictError(f"{storage.shown(run_dir)} exists but is not a training run; choose another --run-name")
     run_dir.mkdir(parents=True, exist_ok=True)
     if saved is None:
         atomic_write_json(
@@ -159,7 +185,7 @@ def trainer_for(prepared: PreparedRun, callbacks: list[Any] | None = None) -> An
     )
 
 
-def finetune(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
+def finetune(config: FinetuneConfig, settings: Settings, *, dataset_in_storage: bool = False) -> dict[str, Any]:
     """Run (or resume) a fine-tuning run to the end on the connected Ray cluster.
 
     Returns:
@@ -169,7 +195,7 @@ def finetune(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
         VoiceError: a check failed before training (see :func:`prepare_run`).
         RuntimeError: training failed (the message has Ray Train's reason); ``progress.json`` says so too.
     """
-    prepared = prepare_run(config, settings)
+    prepared = prepare_run(config, settings, dataset_in_storage=dataset_in_storage)
     trainer = trainer_for(prepared)
     stop = threading.Event()
     follower = None
@@ -202,13 +228,18 @@ def finetune(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
     }
 
 
-def check_only(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
-    """Run every pre-flight check without training; returns what the run would do."""
-    prepared = prepare_run(config, settings)
+def check_only(config: FinetuneConfig, settings: Settings, *, dataset_in_storage: bool = False) -> dict[str, Any]:
+    """Run every pre-flight check without training; returns what the run would do, with its options."""
+    prepared = prepare_run(config, settings, dataset_in_storage=dataset_in_storage)
     if not prepared.resuming:
         (prepared.run_dir / RUN_RECORD).unlink(missing_ok=True)
         try:
             prepared.run_dir.rmdir()
         except OSError:
             pass
-    return {"run_dir": str(prepared.run_dir), "total_steps": prepared.total_steps, "dataset": prepared.data.summary()}
+    return {
+        "run_dir": str(prepared.run_dir),
+        "total_steps": prepared.total_steps,
+        "dataset": prepared.data.summary(),
+        "options": config.model_dump(mode="json"),
+    }

@@ -51,7 +51,7 @@ def resolve_model(settings: Settings, storage: Storage, model_id: str | None = N
     if not directory.exists() and not directory.is_symlink():
         known = ", ".join(available_models(storage)) or "none"
         raise NotFoundError(
-            f"model {model_id!r} not found in {storage.models} (available: {known}); export a model with "
+            f"model {model_id!r} not found in storage/models (available: {known}); export a model with "
             "`python -m train_jobs export` or copy a model directory there"
         )
     return model_id, directory

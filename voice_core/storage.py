@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from voice_core.errors import InvalidInputError
+from voice_core.errors import InvalidInputError, NotFoundError
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # The same rule for JSON schemas (OpenAPI): no lookaround, so '..' is excluded by construction; with maxLength 128.
@@ -110,14 +110,51 @@ class Storage:
         """The root plus the allowed mounts: where resolved paths may lie."""
         return [self.root, *self.allowed_mounts]
 
+    def shown(self, path: Path) -> str:
+        """How messages name ``path``: ``storage/<relative path>`` inside the root, else its last component.
+
+        Error messages reach HTTP clients, so they never carry the server's absolute paths.
+        """
+        try:
+            relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root))
+        except ValueError:
+            return Path(path).name
+        return "storage" if relative == Path() else f"storage/{relative.as_posix()}"
+
     def _child(self, area: Path, name: str, what: str) -> Path:
         path = area / validate_component(name, what)
-        if path.exists() and not is_within(path, self.allowed_roots()):
+        # Checked whether or not the path exists: a directory created later under a symlinked parent
+        # (or through a dangling link) must not land outside the root either.
+        if not is_within(path, self.allowed_roots()):
             raise InvalidInputError(
-                f"{what} {name!r} resolves to {path.resolve()}, outside the storage root {self.root}; "
-                "replace the link with a directory inside the root or add its target to AVS_ALLOWED_MOUNTS"
+                f"{what} {name!r} ({self.shown(path)}) resolves outside the storage root; replace the link "
+                "with a directory inside the root or add its target to AVS_ALLOWED_MOUNTS"
             )
         return path
+
+    def stored_file(self, path: Path, not_found: str | None = None) -> Path:
+        """The regular file ``path`` with symlinks resolved, if it lies inside the allowed roots.
+
+        Every route that returns a stored file goes through this one check.
+
+        Args:
+            path: a file under the storage root (it may be, or pass through, a symlink).
+            not_found: the message of the error; the default names the storage-relative path.
+
+        Returns:
+            The resolved path (serve this one, so a link swapped after the check is not followed).
+
+        Raises:
+            NotFoundError: the file is missing, not a regular file, or resolves outside the storage
+                root and AVS_ALLOWED_MOUNTS (the same answer, so links outside are not revealed).
+        """
+        try:
+            resolved = Path(path).resolve(strict=True)
+        except (OSError, RuntimeError):
+            resolved = None
+        if resolved is None or not resolved.is_file() or not is_within(resolved, self.allowed_roots()):
+            raise NotFoundError(not_found or f"no file {self.shown(path)}")
+        return resolved
 
     def dataset_dir(self, name: str) -> Path:
         """Directory of dataset ``name`` (validated)."""

@@ -22,7 +22,7 @@ from serve_app.routes.context import ctx
 from serve_app.routes.uploads import parse_body
 from serve_app.srt import Cue, parse_srt
 from serve_app.text import normalise_language, split_text
-from voice_core.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
+from voice_core.errors import ConfigError, ConflictError, InvalidInputError, PayloadTooLargeError
 from voice_core.settings import Settings
 from voice_core.storage import Storage
 
@@ -195,9 +195,7 @@ async def job_audio(job_id: str) -> FileResponse:
         reason = f": {record['error']['message']}" if record.get("error") else ""
         raise ConflictError(f"job {job_id} {status}{reason}; it has no audio")
     fmt = record["format"]
-    path = store.result_path(job_id, fmt)
-    if not path.is_file():
-        raise NotFoundError(f"job {job_id} succeeded but its audio file {path.name} is gone from storage")
+    path = store.result_file(job_id, fmt)
     return FileResponse(path, media_type=record["media_type"], filename=f"{job_id}.{fmt}")
 
 

@@ -43,9 +43,11 @@ def _post(service: ServiceInfo, body: dict) -> httpx.Response:
     return httpx.post(f"{service.url}/training/jobs", json=body, headers=service.headers, timeout=120)
 
 
-def _error(response: httpx.Response, status: int, text: str) -> None:
+def _error(response: httpx.Response, status: int, text: str) -> str:
     assert response.status_code == status, response.text
-    assert text in response.json()["error"]["message"], response.json()
+    message = response.json()["error"]["message"]
+    assert text in message, response.json()
+    return message
 
 
 def _wait_for(service: ServiceInfo, run: str, statuses: set[str], timeout: float = 420) -> dict:
@@ -63,6 +65,9 @@ def test_bad_training_requests_get_4xx_and_store_nothing(service: ServiceInfo, d
     _error(_post(service, {**RUN, "run_name": "bad"} | {"dataset": None}), 400, "'dataset' is required")
     _error(_post(service, {**RUN, "run_name": "bad", "dataset": "../etc"}), 400, "'dataset'")
     _error(_post(service, {**RUN, "run_name": "bad", "dataset": "nope"}), 400, "does not exist")
+    # A folder of the service's working directory (the repository's tests/) is not a dataset in storage.
+    tests_dir = _error(_post(service, {**RUN, "run_name": "bad", "dataset": "tests"}), 400, "storage/datasets")
+    assert str(Path.cwd()) not in tests_dir
     _error(_post(service, {**RUN, "run_name": "bad", "base_model": "nope"}), 404, "model 'nope' not found")
     _error(_post(service, {**RUN, "run_name": "bad", "lr": -1}), 400, "lr")
     _error(_post(service, {**RUN, "run_name": "bad", "method": "dreambooth"}), 400, "method")

@@ -34,14 +34,46 @@ def test_a_vanished_actor_is_judged_by_the_runs_progress(
         assert "POST the same options again to resume" in record["error"]
 
 
-def test_cli_arguments_reproduce_the_options() -> None:
-    from train_jobs.cli import _config_values, parser
+def test_the_api_starts_runs_with_their_options_as_json(tmp_path: Path) -> None:
+    from train_jobs.cli import _finetune_config, parser
     from train_jobs.config import FinetuneConfig
 
     config = FinetuneConfig(
-        dataset="d", base_model="m", run_name="r", lora_targets=("c_attn", "c_fc"), mixed_precision=False, lr=3e-5
+        dataset="d",
+        base_model="m",
+        run_name="r",
+        lora_targets=("c_attn", "c_fc"),
+        test_sentences=("Hello, world.", "-dash first"),
+        mixed_precision=False,
+        lr=3e-5,
     )
-    argv = training.cli_args(config)
-    assert argv[:3] == ["-m", "train_jobs", "finetune"] and argv[-1] == "--no-progress-bar"
-    parsed = FinetuneConfig(**_config_values(parser().parse_args(argv[2:])))
-    assert parsed.identity() == config.identity()
+    argv = training.cli_args(training.write_run_config(config, tmp_path))
+    assert argv[:3] == ["-m", "train_jobs", "finetune"]
+    args = parser().parse_args(argv[2:])
+    assert args.config == str(tmp_path / "finetune.json") and args.dataset_in_storage
+    loaded = _finetune_config(args)
+    assert loaded == config.model_copy(update={"progress_bar": False})  # every field, exactly
+    assert loaded.test_sentences == ("Hello, world.", "-dash first") and loaded.lora_targets == ("c_attn", "c_fc")
+    assert json.loads((tmp_path / "finetune.json").read_text())["test_sentences"] == ["Hello, world.", "-dash first"]
+
+
+def test_a_run_started_over_http_takes_its_dataset_from_storage_only(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.train_jobs.conftest import link_model, small_config
+    from voice_core.errors import InvalidInputError
+
+    root = tmp_path / "storage"
+    link_model(tiny_model_dir, root / "models")
+    cwd = tmp_path / "service-cwd"
+    (cwd / "tests").mkdir(parents=True)  # the service's own folder, not a dataset in storage
+    (root / "tests").mkdir()  # the training command runs in the storage root
+    settings = Settings.load(storage_root=root)
+    for directory in (cwd, root):
+        monkeypatch.chdir(directory)
+        with pytest.raises(InvalidInputError) as info:
+            training.submit(small_config(dataset="tests"), settings)
+        message = str(info.value)
+        assert "dataset 'tests' does not exist in storage/datasets" in message
+        assert str(tmp_path) not in message
+    assert not (root / "runs" / "run").exists()  # nothing recorded, nothing started

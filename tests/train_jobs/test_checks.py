@@ -155,3 +155,79 @@ def test_cli_exit_status_2_names_the_problem(
     )
     assert status == 0
     assert json.loads(capsys.readouterr().out)["total_steps"] == 10 * 2  # defaults: 10 epochs, batch 4
+
+
+def test_dataset_in_storage_ignores_the_working_directory(
+    train_settings: Settings, train_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(train_settings.storage_root)
+    cwd = tmp_path / "cwd"
+    shutil.copytree(train_dataset, cwd / "elsewhere")
+    monkeypatch.chdir(cwd)
+    assert check_only(small_config(dataset="elsewhere"), train_settings)["dataset"]["train_clips"] == 6  # the CLI
+    shutil.copytree(train_dataset, root / "elsewhere")
+    for directory in (cwd, root):  # the API's command runs in the storage root
+        monkeypatch.chdir(directory)
+        with pytest.raises(InvalidInputError) as info:
+            check_only(small_config(dataset="elsewhere"), train_settings, dataset_in_storage=True)
+        assert "dataset 'elsewhere' does not exist in storage/datasets" in str(info.value)
+        assert str(tmp_path) not in str(info.value)
+    with pytest.raises(InvalidInputError, match="invalid dataset name"):
+        check_only(small_config(dataset="../speaker"), train_settings, dataset_in_storage=True)
+    summary = check_only(small_config(), train_settings, dataset_in_storage=True)
+    assert summary["dataset"]["train_clips"] == 6
+
+
+def test_dataset_problems_name_storage_paths_for_api_runs(train_settings: Settings) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        check_only(small_config(min_audio_s=600), train_settings, dataset_in_storage=True)
+    message = str(info.value)
+    assert "dataset storage/datasets/speaker has" in message and str(train_settings.storage_root) not in message
+
+
+def _config_file(path: Path, **values: object) -> Path:
+    options = {
+        "dataset": "speaker",
+        "base_model": "tiny-xtts",
+        "run_name": "r",
+        "min_audio_s": 1.0,
+        "progress_bar": False,
+        **values,
+    }
+    path.write_text(json.dumps(options), encoding="utf-8")
+    return path
+
+
+def test_cli_config_file_keeps_commas_and_dashes(
+    train_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AVS_STORAGE_ROOT", str(train_settings.storage_root))
+    sentences = ["Hello, world.", "-dash first"]
+    config = _config_file(tmp_path / "run.json", test_sentences=sentences, lora_targets=["c_attn", "c_fc"])
+    status = main(["finetune", "--config", str(config), "--dataset-in-storage", "--check"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    options = json.loads(captured.out)["options"]
+    assert options["test_sentences"] == sentences and options["lora_targets"] == ["c_attn", "c_fc"]
+
+
+def test_cli_config_file_errors_exit_2(
+    train_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AVS_STORAGE_ROOT", str(train_settings.storage_root))
+    config = _config_file(tmp_path / "run.json")
+    assert main(["finetune", "--config", str(config), "--epochs", "3", "--check"]) == 2
+    assert "--config" in (err := capsys.readouterr().err) and "--epochs" in err and "flags" in err
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    assert main(["finetune", "--config", str(tmp_path / "bad.json"), "--check"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text("[]", encoding="utf-8")
+    assert main(["finetune", "--config", str(tmp_path / "list.json"), "--check"]) == 2
+    assert "not an object" in capsys.readouterr().err
+    _config_file(tmp_path / "unknown.json", colour="blue")
+    assert main(["finetune", "--config", str(tmp_path / "unknown.json"), "--check"]) == 2
+    assert "colour" in capsys.readouterr().err
+    assert main(["finetune", "--config", str(tmp_path / "absent.json"), "--check"]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
+    assert main(["finetune", "--dataset", "speaker", "--check"]) == 2
+    assert "--base-model, --run-name are required" in capsys.readouterr().err

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
 
-from voice_core.errors import InvalidInputError
+from voice_core.errors import InvalidInputError, NotFoundError
 from voice_core.storage import (
     AREAS,
     Storage,
@@ -69,10 +70,68 @@ def test_symlink_out_of_root_is_refused(storage: Storage, tmp_path: Path) -> Non
     with pytest.raises(InvalidInputError) as info:
         storage.model_dir("escaped")
     message = str(info.value)
-    assert "'escaped'" in message
-    assert str(outside.resolve()) in message
+    assert "'escaped'" in message and "storage/models/escaped" in message
     assert "outside the storage root" in message
     assert "AVS_ALLOWED_MOUNTS" in message
+    assert str(tmp_path) not in message  # no absolute server path reaches a client
+
+
+def test_future_path_under_a_symlinked_parent_is_refused(storage: Storage, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.rmtree(storage.runs)
+    storage.runs.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidInputError, match="outside the storage root") as info:
+        storage.run_dir("not-yet")  # does not exist: it would be created in ``outside``
+    assert str(tmp_path) not in str(info.value)
+    (storage.jobs / "dangling").symlink_to(outside / "later", target_is_directory=True)
+    with pytest.raises(InvalidInputError, match="outside the storage root"):
+        storage.job_dir("dangling")
+    assert Storage(storage.root, (outside,)).run_dir("not-yet") == storage.runs / "not-yet"
+
+
+def test_stored_file_serves_regular_files_inside_the_allowed_roots(storage: Storage, tmp_path: Path) -> None:
+    inside = storage.jobs / "j1" / "result.wav"
+    inside.parent.mkdir()
+    inside.write_bytes(b"audio")
+    assert storage.stored_file(inside) == inside.resolve()
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    (mount / "clip.wav").write_bytes(b"mounted")
+    (storage.jobs / "j1" / "linked.wav").symlink_to(mount / "clip.wav")
+    allowed = Storage(storage.root, (mount,))
+    assert allowed.stored_file(storage.jobs / "j1" / "linked.wav") == (mount / "clip.wav").resolve()
+
+
+def test_stored_file_refuses_links_outside_missing_files_and_directories(storage: Storage, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    directory = storage.jobs / "j1"
+    directory.mkdir()
+    (directory / "escape.wav").symlink_to(secret)
+    (directory / "dangling.wav").symlink_to(tmp_path / "nothing")
+    outside_dir = tmp_path / "outside-dir"
+    outside_dir.mkdir()
+    (outside_dir / "result.wav").write_bytes(b"x")
+    (directory / "sub").symlink_to(outside_dir, target_is_directory=True)
+    for path in (
+        directory / "escape.wav",
+        directory / "dangling.wav",
+        directory / "sub" / "result.wav",
+        directory / "missing.wav",
+        directory,
+    ):
+        with pytest.raises(NotFoundError) as info:
+            storage.stored_file(path)
+        assert str(tmp_path) not in str(info.value) and "storage/jobs/j1" in str(info.value), path
+    with pytest.raises(NotFoundError, match=r"^no such clip$"):
+        storage.stored_file(directory / "escape.wav", "no such clip")
+
+
+def test_shown_names_paths_relative_to_storage(storage: Storage, tmp_path: Path) -> None:
+    assert storage.shown(storage.runs / "x") == "storage/runs/x"
+    assert storage.shown(storage.root) == "storage"
+    assert storage.shown(tmp_path / "elsewhere" / "file.wav") == "file.wav"
 
 
 def test_symlink_into_allowed_mount_is_accepted(storage: Storage, tmp_path: Path) -> None:
