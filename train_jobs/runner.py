@@ -19,7 +19,7 @@ from train_jobs.config import FinetuneConfig
 from train_jobs.dataset import TrainingData, load_training_data, model_limits, steps_per_epoch
 from train_jobs.model import base_config, training_files
 from train_jobs.progress import FAILED, FINISHED, read_progress, update_progress
-from voice_core.errors import ConflictError, InvalidInputError
+from voice_core.errors import ConflictError, NotFoundError
 from voice_core.models import resolve_model
 from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_write_json
@@ -50,12 +50,13 @@ def resolve_dataset(value: str, storage: Storage, *, in_storage: bool = False) -
             never a path, nor a directory of that name in the working directory.
 
     Raises:
-        InvalidInputError: with ``in_storage``, ``value`` is not a safe name, or no such dataset exists.
+        InvalidInputError: with ``in_storage``, ``value`` is not a safe name.
+        NotFoundError: with ``in_storage``, no such dataset exists.
     """
     if in_storage:
         directory = storage.dataset_dir(value)
         if not directory.is_dir():
-            raise InvalidInputError(
+            raise NotFoundError(
                 f"dataset {value!r} does not exist in storage/datasets; build it first (POST /datasets or "
                 "`python -m data_prep build`) and list the built ones with GET /datasets"
             )

@@ -22,7 +22,7 @@ from serve_app.routes.context import ctx
 from serve_app.routes.uploads import parse_body
 from serve_app.srt import Cue, parse_srt
 from serve_app.text import normalise_language, split_text
-from voice_core.errors import ConfigError, ConflictError, InvalidInputError, PayloadTooLargeError
+from voice_core.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from voice_core.settings import Settings
 from voice_core.storage import Storage
 

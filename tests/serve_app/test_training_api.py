@@ -64,9 +64,9 @@ def _wait_for(service: ServiceInfo, run: str, statuses: set[str], timeout: float
 def test_bad_training_requests_get_4xx_and_store_nothing(service: ServiceInfo, dataset: str) -> None:
     _error(_post(service, {**RUN, "run_name": "bad"} | {"dataset": None}), 400, "'dataset' is required")
     _error(_post(service, {**RUN, "run_name": "bad", "dataset": "../etc"}), 400, "'dataset'")
-    _error(_post(service, {**RUN, "run_name": "bad", "dataset": "nope"}), 400, "does not exist")
+    _error(_post(service, {**RUN, "run_name": "bad", "dataset": "nope"}), 404, "does not exist")
     # A folder of the service's working directory (the repository's tests/) is not a dataset in storage.
-    tests_dir = _error(_post(service, {**RUN, "run_name": "bad", "dataset": "tests"}), 400, "storage/datasets")
+    tests_dir = _error(_post(service, {**RUN, "run_name": "bad", "dataset": "tests"}), 404, "storage/datasets")
     assert str(Path.cwd()) not in tests_dir
     _error(_post(service, {**RUN, "run_name": "bad", "base_model": "nope"}), 404, "model 'nope' not found")
     _error(_post(service, {**RUN, "run_name": "bad", "lr": -1}), 400, "lr")

@@ -61,7 +61,7 @@ def test_a_run_started_over_http_takes_its_dataset_from_storage_only(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.train_jobs.conftest import link_model, small_config
-    from voice_core.errors import InvalidInputError
+    from voice_core.errors import NotFoundError
 
     root = tmp_path / "storage"
     link_model(tiny_model_dir, root / "models")
@@ -71,7 +71,7 @@ def test_a_run_started_over_http_takes_its_dataset_from_storage_only(
     settings = Settings.load(storage_root=root)
     for directory in (cwd, root):
         monkeypatch.chdir(directory)
-        with pytest.raises(InvalidInputError) as info:
+        with pytest.raises(NotFoundError) as info:
             training.submit(small_config(dataset="tests"), settings)
         message = str(info.value)
         assert "dataset 'tests' does not exist in storage/datasets" in message

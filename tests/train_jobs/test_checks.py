@@ -168,7 +168,7 @@ def test_dataset_in_storage_ignores_the_working_directory(
     shutil.copytree(train_dataset, root / "elsewhere")
     for directory in (cwd, root):  # the API's command runs in the storage root
         monkeypatch.chdir(directory)
-        with pytest.raises(InvalidInputError) as info:
+        with pytest.raises(NotFoundError) as info:
             check_only(small_config(dataset="elsewhere"), train_settings, dataset_in_storage=True)
         assert "dataset 'elsewhere' does not exist in storage/datasets" in str(info.value)
         assert str(tmp_path) not in str(info.value)
