@@ -33,6 +33,7 @@ def _serve(config: Path | None) -> int:
     from ray import serve
 
     from serve_app.app import build_app
+    from serve_app.boundary import check_exposure
     from serve_app.config import AppArgs
     from voice_core.settings import Settings
 
@@ -41,6 +42,7 @@ def _serve(config: Path | None) -> int:
         args = yaml.safe_load(config.read_text())["applications"][0].get("args") or {}
     parsed = AppArgs.model_validate(args)
     settings = Settings.load(**parsed.settings)
+    check_exposure(settings, settings.host)  # before Ray starts: an open public address is refused at once
     stop = {"requested": False}
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -59,3 +59,16 @@ def test_run_command_serves_health_and_stops_cleanly(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_run_command_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    env = {**os.environ, "AVS_DEMO_TINY_MODEL": "true", "AVS_STORAGE_ROOT": str(tmp_path / "s"), "AVS_HOST": "0.0.0.0"}
+    for name in ("AVS_API_KEYS", "AVS_ALLOW_UNAUTHENTICATED", "RAY_ADDRESS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [str(REPO / "run.sh"), "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "refusing to serve on 0.0.0.0 without API keys" in done.stderr
+    assert "AVS_ALLOW_UNAUTHENTICATED" in done.stderr
+    assert not (tmp_path / "s").exists()  # nothing was started or written
