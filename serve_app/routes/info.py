@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -61,11 +62,13 @@ async def models(request: Request) -> dict[str, Any]:
     settings = ctx().settings
     storage = Storage.from_settings(settings)
     info = await ctx().tts.info.remote()
-    listing = list_checkpoints(storage.root, storage.allowed_mounts)
+    # Both walk the storage tree (and read checkpoint headers): off the event loop.
+    listing = await asyncio.to_thread(list_checkpoints, storage.root, storage.allowed_mounts)
+    stored = await asyncio.to_thread(available_models, storage)
     entries = {e.owner: e for e in listing if e.path.startswith("models/") and e.kind in ("model", "lora_adapter")}
     default = default_model_id(settings)
     out = []
-    for model_id in sorted(set(available_models(storage)) | {default}):
+    for model_id in sorted(set(stored) | {default}):
         entry = entries.get(model_id)
         out.append(
             {
