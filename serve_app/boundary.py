@@ -11,24 +11,20 @@ One pure-ASGI middleware (:class:`BoundaryMiddleware`) gives every HTTP request:
 - the body limit of its route, counted on the bytes actually received (chunked bodies included), 413 past it;
 - project errors as JSON ``{"error": {"message", "type", "request_id"}}``, server paths removed from messages.
 
-:func:`read_json` is the one JSON reader of every route: media type ``application/json`` (415 otherwise), a
-nesting limit (400) and an object at the top (400).
+The one JSON reader of every route is :func:`serve_app.routes.uploads.read_json`.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import re
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +35,6 @@ from voice_core.errors import (
     PayloadTooLargeError,
     ReplicaLostError,
     UnauthorizedError,
-    UnsupportedMediaTypeError,
     VoiceError,
 )
 from voice_core.settings import Settings
@@ -51,8 +46,6 @@ PUBLIC_PATHS = frozenset({"/health", "/"})
 PUBLIC_PREFIXES = ("/ui/",)
 # Room for a form's text fields and part headers on top of its files.
 FORM_OVERHEAD_BYTES = 1_000_000
-# Deeper JSON than this is refused before any model sees it (no request body here nests more than 3 levels).
-MAX_JSON_DEPTH = 32
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -350,75 +343,6 @@ def route_path(scope: Scope) -> str:
 def _route_path(scope: Scope) -> str:
     """The matched route's template (``/voices/{voice_id}``), a bounded metric label."""
     return getattr(scope.get("route"), "path", "unmatched")
-
-
-def is_json(content_type: str) -> bool:
-    """Whether a ``Content-Type`` value is JSON (``application/json``, ``application/x+json``, any charset)."""
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
-def is_form(content_type: str) -> bool:
-    """Whether a ``Content-Type`` value is an HTML form (multipart or URL-encoded)."""
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media in ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
-def parse_json(data: bytes) -> Any:
-    """Parse a JSON document, refusing invalid text and nesting deeper than :data:`MAX_JSON_DEPTH`.
-
-    Raises:
-        InvalidInputError: not JSON, not UTF-8, or nested too deeply.
-    """
-    try:
-        value = json.loads(data or b"null")
-    except RecursionError:
-        value = None
-        depth = MAX_JSON_DEPTH + 1
-    except ValueError as exc:
-        raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object") from None
-    else:
-        depth = _depth(value)
-    if depth > MAX_JSON_DEPTH:
-        raise InvalidInputError(f"body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object")
-    return value
-
-
-async def read_json(request: Request, *, form_allowed: bool = False) -> dict[str, Any]:
-    """Read the body as a JSON object: the one JSON reader of every route.
-
-    Args:
-        request: the request (its body is already bounded by :class:`BoundaryMiddleware`).
-        form_allowed: whether the route also takes a form (only changes the error message).
-
-    Raises:
-        UnsupportedMediaTypeError: the body is not sent as ``application/json``.
-        InvalidInputError: the body is not valid JSON, too deep, or not an object.
-    """
-    content_type = request.headers.get("content-type", "")
-    if not is_json(content_type):
-        alternative = " or a multipart form" if form_allowed else ""
-        shown = content_type.split(";", 1)[0][:100] or "none"
-        raise UnsupportedMediaTypeError(
-            f"Content-Type {shown!r} is not accepted here; send JSON with 'Content-Type: application/json'{alternative}"
-        )
-    data = parse_json(await request.body())
-    if not isinstance(data, dict):
-        raise InvalidInputError("body must be a JSON object")
-    return data
 
 
 def check_exposure(settings: Settings, bound_host: str) -> None:

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app import dataset_builds
-from serve_app.boundary import describe_validation, is_form, read_json
+from serve_app.boundary import describe_validation
 from serve_app.datasets import BUILDING, BuildOptions, DatasetStore, check_options
 from serve_app.routes.context import ctx
+from serve_app.routes.uploads import is_form, read_json
 from voice_core.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from voice_core.settings import Settings
 from voice_core.storage import COMPONENT_PATTERN, Storage

@@ -16,9 +16,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 
 from serve_app import ray_jobs, training
-from serve_app.boundary import read_json
 from serve_app.protocol import LanguageCode
 from serve_app.routes.context import ctx
+from serve_app.routes.uploads import read_json
 from train_jobs.config import FinetuneConfig, parse_config
 from voice_core.checkpoints import list_checkpoints
 from voice_core.errors import InvalidInputError

@@ -1,7 +1,13 @@
-"""Reading request bodies: JSON or multipart form into a pydantic model, and reference audio uploads."""
+"""Reading request bodies: the one JSON reader, JSON or multipart form into a pydantic model, reference audio.
+
+:func:`read_json` is the JSON reader of every route: media type ``application/json`` (415 otherwise: a
+browser form cannot post JSON), a nesting limit (400) and an object at the top (400). The body's size is
+bounded before it gets here (:class:`serve_app.boundary.BoundaryMiddleware`).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import numpy as np
@@ -9,7 +15,7 @@ from fastapi import Request, UploadFile
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app.boundary import describe_validation, is_form, read_json
+from serve_app.boundary import describe_validation
 from serve_app.routes.context import ctx
 from voice_core.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from voice_core.isolated import decode_untrusted
@@ -17,6 +23,77 @@ from voice_core.settings import Settings
 
 Model = TypeVar("Model", bound=BaseModel)
 REFERENCE_RATE = 22050
+# Deeper JSON than this is refused before any model sees it (no request body here nests more than 3 levels).
+MAX_JSON_DEPTH = 32
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a ``Content-Type`` value is JSON (``application/json``, ``application/x+json``, any charset)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def is_form(content_type: str) -> bool:
+    """Whether a ``Content-Type`` value is an HTML form (multipart or URL-encoded)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse a JSON document, refusing invalid text and nesting deeper than :data:`MAX_JSON_DEPTH`.
+
+    Raises:
+        InvalidInputError: not JSON, not UTF-8, or nested too deeply.
+    """
+    try:
+        value = json.loads(data or b"null")
+    except RecursionError:
+        value = None
+        depth = MAX_JSON_DEPTH + 1
+    except ValueError as exc:
+        raise InvalidInputError(f"body is not valid JSON ({exc}); send a JSON object") from None
+    else:
+        depth = _depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInputError(f"body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object")
+    return value
+
+
+async def read_json(request: Request, *, form_allowed: bool = False) -> dict[str, Any]:
+    """Read the body as a JSON object: the one JSON reader of every route.
+
+    Args:
+        request: the request (its body is already bounded by :class:`BoundaryMiddleware`).
+        form_allowed: whether the route also takes a form (only changes the error message).
+
+    Raises:
+        UnsupportedMediaTypeError: the body is not sent as ``application/json``.
+        InvalidInputError: the body is not valid JSON, too deep, or not an object.
+    """
+    content_type = request.headers.get("content-type", "")
+    if not is_json(content_type):
+        alternative = " or a multipart form" if form_allowed else ""
+        shown = content_type.split(";", 1)[0][:100] or "none"
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {shown!r} is not accepted here; send JSON with 'Content-Type: application/json'{alternative}"
+        )
+    data = parse_json(await request.body())
+    if not isinstance(data, dict):
+        raise InvalidInputError("body must be a JSON object")
+    return data
 
 
 async def parse_body(
