@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from voice_core.audio import decode_audio
-from voice_core.errors import InvalidInputError
+from voice_core.errors import AudioDecodeError, InvalidInputError
 from voice_eval import asr, mos, similarity
 from voice_eval.normalize import normalize_text
 from voice_eval.signal import SAMPLE_RATE_HZ, SignalReport, analyse_signal
@@ -77,7 +77,11 @@ def load_clip(source: str | os.PathLike[str] | bytes, name: str) -> np.ndarray:
         raise InvalidInputError(
             f"{name} {str(source)!r} does not exist or is not a file; give the path of an audio file"
         )
-    return decode_audio(source, SAMPLE_RATE_HZ, max_seconds=MAX_CLIP_S)
+    try:
+        return decode_audio(source, SAMPLE_RATE_HZ, max_seconds=MAX_CLIP_S)
+    except AudioDecodeError as exc:
+        where = "" if isinstance(source, bytes) else f" {str(source)!r}"
+        raise AudioDecodeError(f"{name}{where} cannot be decoded: {exc}") from None
 
 
 def score_clip(
