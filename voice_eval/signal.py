@@ -12,7 +12,8 @@ the espeak-ng voices ``en-us``, ``en-gb+m3`` and ``en-us+f2``, six sentences eac
 - speech span 0.75–1.33 times the duration the text predicts at :data:`TYPICAL_CHARS_PER_S` (15 characters/s);
   a clip is ``truncated`` below 0.55 and ``runaway`` above 1.8;
 - trailing silence 0.11–0.31 s and the last frame at least 40 dB below the loudest; a clip whose last 10 ms
-  are within :data:`CUT_LEVEL_DB` of the loudest frame stops in the middle of a sound (``truncated``);
+  are within :data:`CUT_LEVEL_DB` of the loudest frame stops in the middle of a sound (``truncated``,
+  unless it is ``runaway``: then the babble was cut, not the text);
 - peak up to 1.0 (Piper normalises to full scale) but no more than a few samples at it: a clip is
   ``clipped`` when more than :data:`CLIPPED_RATIO` of its samples are at or above :data:`CLIP_LEVEL`.
 """
@@ -126,15 +127,18 @@ def analyse_signal(audio: np.ndarray, text: str, language: str) -> SignalReport:
         rate = None
         flags.append("silent")
     else:
-        speech = (active[-1] - active[0] + 1) * FRAME_S
+        speech = float((active[-1] - active[0] + 1) * FRAME_S)
         lead = active[0] * FRAME_S
         trail = max(0.0, duration - (active[-1] + 1) * FRAME_S)
-        rate = words / speech if rate_range is not None else None
+        rate = float(words / speech) if rate_range is not None else None
         ratio = speech / expected if expected > 0 else float("inf")
-        cut_in_sound = bool(energy[-1] >= loudest - CUT_LEVEL_DB)
+        runaway = ratio > RUNAWAY_RATIO or (rate is not None and rate < rate_range[0])
+        # Ending in the middle of a sound means the text was cut off, unless the clip already runs far past
+        # its text (then what was cut off is the babble).
+        cut_in_sound = bool(energy[-1] >= loudest - CUT_LEVEL_DB) and not runaway
         if ratio < TRUNCATED_RATIO or (rate is not None and rate > rate_range[1]) or cut_in_sound:
             flags.append("truncated")
-        if ratio > RUNAWAY_RATIO or (rate is not None and rate < rate_range[0]):
+        if runaway:
             flags.append("runaway")
     if clipping > CLIPPED_RATIO:
         flags.append("clipped")
