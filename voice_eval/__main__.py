@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from voice_core.errors import InvalidInputError
+from voice_core.errors import ConfigError, InvalidInputError, VoiceError
 from voice_eval.asr import DEFAULT_ASR_MODEL
 
 
@@ -47,15 +47,21 @@ def _print_text(record: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; bad input prints a message and returns 2."""
+    """Run the command; bad input (files, language, text, ASR model name) prints a message and returns 2.
+
+    A missing or damaged offline model package prints its message and returns 1.
+    """
     args = build_parser().parse_args(argv)
     from voice_eval.score import score_clip
 
     try:
         result = score_clip(args.clip, args.text, args.language, args.reference, asr_model=args.asr_model)
-    except InvalidInputError as exc:
+    except (InvalidInputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except VoiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     record = result.to_dict()
     if args.json:
         print(json.dumps(record, ensure_ascii=False))

@@ -52,7 +52,7 @@ def check_language(model_name: str, language: str) -> str:
     """Check that the ASR model can transcribe ``language`` before anything is loaded.
 
     Args:
-        model_name: ``tiny.en``, ``base`` or a model directory (assumed multilingual).
+        model_name: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory.
         language: the clip's language code.
 
     Returns:
@@ -60,6 +60,7 @@ def check_language(model_name: str, language: str) -> str:
 
     Raises:
         InvalidInputError: the language is not one Whisper knows, or the model is English only.
+        ConfigError: ``model_name`` is neither a known offline model nor a model directory.
     """
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
@@ -69,12 +70,23 @@ def check_language(model_name: str, language: str) -> str:
             f"language {language!r} is not one Whisper can transcribe; use an ISO 639-1 code such as "
             f"'en', 'de' or 'fr' (one of {len(_LANGUAGE_CODES)} Whisper languages)"
         )
-    if model_name in _ENGLISH_ONLY and code != "en":
+    if code != "en" and not _is_multilingual(model_name):
         raise InvalidInputError(
             f"ASR model {model_name!r} is English only and cannot score language {language!r}; "
             "use --asr-model base (multilingual) for it"
         )
     return code
+
+
+def _is_multilingual(model_name: str) -> bool:
+    if model_name in _ENGLISH_ONLY:
+        return False
+    if model_name == "base":
+        return True
+    from data_prep.transcribe import resolve_model
+
+    # A model directory: resolving it only reads its vocabulary (only ``base`` is ever joined or copied).
+    return resolve_model(model_name, Path(".")).multilingual
 
 
 @lru_cache(maxsize=4)

@@ -72,6 +72,15 @@ def test_unsupported_language(
 
 
 @pytest.mark.usefixtures("no_models")
+def test_unknown_asr_model(capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-model")
+    argv = ["--text", "hi", "--language", "de", "--asr-model", missing, "--reference", str(speech_wav)]
+    code, err = _run(capsys, *argv, str(speech_wav))
+    assert code == 2
+    assert "no-such-model" in err and "not available offline" in err
+
+
+@pytest.mark.usefixtures("no_models")
 def test_undecodable_audio_and_empty_text(capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path) -> None:
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF not really a wave file" * 10)
