@@ -109,7 +109,7 @@ def score_clip(
         The clip's quality record.
 
     Raises:
-        InvalidInputError: unsupported language, empty text, missing file.
+        InvalidInputError: unsupported language, empty text, missing file, a reference without speech.
         AudioDecodeError: a file is not decodable audio.
     """
     code = asr.check_language(asr_model, language)
@@ -118,12 +118,17 @@ def score_clip(
     clip_audio = load_clip(clip, "clip")
     reference_audio = load_clip(reference, "reference")
 
+    if "silent" in analyse_signal(reference_audio, text, code).flags:
+        where = "" if isinstance(reference, bytes) else f" {str(reference)!r}"
+        raise InvalidInputError(f"reference{where} holds no speech; give a recording of the voice the clip imitates")
+
     signal = analyse_signal(clip_audio, text, code)
+    silent = "silent" in signal.flags
     model, asr_name = asr.load_asr(asr_model, str(cache_dir if cache_dir is not None else default_cache_dir()))
-    transcript = asr.transcribe(model, clip_audio, code) if "silent" not in signal.flags else ""
+    transcript = "" if silent else asr.transcribe(model, clip_audio, code)
     rates = asr.error_rates(text, transcript, code)
-    encoder = similarity.load_encoder()
-    cosine = similarity.speaker_similarity(encoder, clip_audio, reference_audio)
+    # A silent clip has no voice to compare; 0 rather than the encoder's output on (almost) nothing.
+    cosine = 0.0 if silent else similarity.speaker_similarity(similarity.load_encoder(), clip_audio, reference_audio)
 
     flags = list(signal.flags)
     if rates.wer > UNINTELLIGIBLE_WER:

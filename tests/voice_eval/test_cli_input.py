@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from voice_eval import asr, score
@@ -69,6 +70,17 @@ def test_unsupported_language(
     )
     assert code == 2
     assert message in err and repr(language) in err
+
+
+@pytest.mark.usefixtures("no_models")
+def test_silent_reference(capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path) -> None:
+    from voice_core.audio import write_wav
+
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, np.zeros(16_000, dtype=np.float32), 16_000)
+    code, err = _run(capsys, "--text", "hello", "--language", "en", "--reference", str(silent), str(speech_wav))
+    assert code == 2
+    assert "silent.wav" in err and "no speech" in err
 
 
 @pytest.mark.usefixtures("no_models")

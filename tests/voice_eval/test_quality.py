@@ -91,6 +91,9 @@ def test_reversed_speech_and_noise_are_unintelligible(corpus: Corpus, cache_dir:
     for result in results:
         assert result.wer >= 0.8
         assert "unintelligible" in result.flags
+    silent = _score(save(tmp_path / "silent.wav", np.zeros(audio.size)), SENTENCES[1], reference, cache_dir)
+    assert (silent.wer, silent.similarity, silent.transcript) == (1.0, 0.0, "")
+    assert silent.flags == ["silent", "unintelligible"]
     # Reversal keeps the voice's spectrum (Resemblyzer still hears the speaker); noise has no voice.
     print(f"similarity to the reference: reversed {results[0].similarity:.3f}, noise {results[1].similarity:.3f}")
     assert results[1].similarity < 0.8
