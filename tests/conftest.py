@@ -91,3 +91,14 @@ def ray_session():
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def decoder_pool(monkeypatch: pytest.MonkeyPatch):
+    """A private pool of two decoder children behind ``decode_untrusted``, closed after the test."""
+    from voice_core import isolated
+
+    private = isolated.DecoderPool(workers=2)
+    monkeypatch.setattr(isolated, "_pool", private)
+    yield private
+    private.close()

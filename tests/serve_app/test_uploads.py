@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,6 @@ from voice_core.errors import AudioDecodeError
 from voice_core.settings import Settings
 
 
-@pytest.fixture
-def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[isolated.DecoderPool]:
-    private = isolated.DecoderPool(workers=2)
-    monkeypatch.setattr(isolated, "_pool", private)
-    yield private
-    private.close()
-
-
 def _upload(name: str, data: bytes) -> UploadFile:
     return UploadFile(io.BytesIO(data), filename=name)
 
@@ -41,7 +32,7 @@ def _surround(tmp_path: Path, channels: int, speech_wav: Path) -> bytes:
 
 
 def test_references_are_decoded_in_a_child(
-    pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, tmp_path: Path
+    decoder_pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, tmp_path: Path
 ) -> None:
     uploads = [_upload("mono.wav", speech_wav.read_bytes()), _upload("7.1.wav", _surround(tmp_path, 8, speech_wav))]
 
@@ -49,11 +40,11 @@ def test_references_are_decoded_in_a_child(
 
     np.testing.assert_array_equal(mono, decode_audio(speech_wav, REFERENCE_RATE))
     np.testing.assert_allclose(surround, mono, atol=1e-4)  # identical channels average to the same signal
-    assert pool.pids() and os.getpid() not in pool.pids()
+    assert decoder_pool.pids() and os.getpid() not in decoder_pool.pids()
 
 
 def test_too_many_channels_is_refused_with_the_limit(
-    pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, tmp_path: Path
+    decoder_pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, tmp_path: Path
 ) -> None:
     uploads = [_upload("twelve.wav", _surround(tmp_path, 12, speech_wav))]
 
@@ -65,7 +56,7 @@ def test_too_many_channels_is_refused_with_the_limit(
 
 
 def test_a_decoder_crash_is_a_400_and_the_caller_lives_on(
-    pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+    decoder_pool: isolated.DecoderPool, settings: Settings, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caller = os.getpid()
     monkeypatch.setattr(isolated, "decode_function", decoder_faults.segfault)

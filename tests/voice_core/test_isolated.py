@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from voice_core.audio import decode_audio
 from voice_core.errors import AudioDecodeError, InvalidInputError
 
 EIGHT_CHANNEL_WAV_BYTES = 844
-
-
-@pytest.fixture
-def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[isolated.DecoderPool]:
-    """A private pool of two children behind decode_untrusted, closed after the test."""
-    private = isolated.DecoderPool(workers=2)
-    monkeypatch.setattr(isolated, "_pool", private)
-    yield private
-    private.close()
 
 
 def _eight_channel_wav(tmp_path: Path) -> bytes:
@@ -47,22 +37,24 @@ def _decode(data: bytes, **kwargs) -> np.ndarray:
     return asyncio.run(isolated.decode_untrusted(data, 22050, **kwargs))
 
 
-def test_decodes_like_decode_audio_in_another_process(pool: isolated.DecoderPool, speech_wav: Path) -> None:
+def test_decodes_like_decode_audio_in_another_process(decoder_pool: isolated.DecoderPool, speech_wav: Path) -> None:
     data = speech_wav.read_bytes()
 
     np.testing.assert_array_equal(_decode(data, max_seconds=30), decode_audio(data, 22050, max_seconds=30))
-    children = pool.pids()
+    children = decoder_pool.pids()
     assert children and os.getpid() not in children
     assert _decode(data).size > 0
-    assert pool.pids() == children  # reused, not started again
+    assert decoder_pool.pids() == children  # reused, not started again
 
 
-def test_the_eight_channel_wav_that_crashed_the_ingress_decodes(pool: isolated.DecoderPool, tmp_path: Path) -> None:
+def test_the_eight_channel_wav_that_crashed_the_ingress_decodes(
+    decoder_pool: isolated.DecoderPool, tmp_path: Path
+) -> None:
     samples = _decode(_eight_channel_wav(tmp_path), max_channels=8)
     assert samples.dtype == np.float32 and abs(samples.size - 50 * 22050 / 8000) <= 2  # 50 frames at 8 kHz
 
 
-def test_decoder_errors_come_back_with_their_type(pool: isolated.DecoderPool, tmp_path: Path) -> None:
+def test_decoder_errors_come_back_with_their_type(decoder_pool: isolated.DecoderPool, tmp_path: Path) -> None:
     frames = np.zeros((1600, 12), dtype=np.float32)
     sf.write(tmp_path / "twelve.wav", frames, 16000, subtype="PCM_16")
     twelve = (tmp_path / "twelve.wav").read_bytes()
@@ -72,18 +64,18 @@ def test_decoder_errors_come_back_with_their_type(pool: isolated.DecoderPool, tm
     assert _decode(twelve, max_channels=12).size > 0
     with pytest.raises(InvalidInputError, match="sample_rate"):
         asyncio.run(isolated.decode_untrusted(twelve, 5))
-    assert len(pool.pids()) == 1  # ordinary errors keep the child
+    assert len(decoder_pool.pids()) == 1  # ordinary errors keep the child
 
 
 @pytest.mark.parametrize(
     ("fault", "signal_name"), [(decoder_faults.segfault, "SIGSEGV"), (decoder_faults.abort, "SIGABRT")]
 )
 def test_a_crashing_decoder_fails_only_its_call(
-    fault, signal_name: str, pool: isolated.DecoderPool, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+    fault, signal_name: str, decoder_pool: isolated.DecoderPool, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = speech_wav.read_bytes()
     _decode(data)
-    before = pool.pids()
+    before = decoder_pool.pids()
     caller = os.getpid()
 
     monkeypatch.setattr(isolated, "decode_function", fault)
@@ -96,15 +88,15 @@ def test_a_crashing_decoder_fails_only_its_call(
     monkeypatch.setattr(isolated, "decode_function", decode_audio)
     assert _decode(data).size > 0  # a new child took the dead one's place
     assert os.getpid() == caller
-    assert pool.pids() and set(pool.pids()).isdisjoint(before)
+    assert decoder_pool.pids() and set(decoder_pool.pids()).isdisjoint(before)
 
 
-def test_a_crash_does_not_fail_a_call_running_beside_it(pool: isolated.DecoderPool, speech_wav: Path) -> None:
+def test_a_crash_does_not_fail_a_call_running_beside_it(decoder_pool: isolated.DecoderPool, speech_wav: Path) -> None:
     data = speech_wav.read_bytes()
 
     async def both() -> list:
-        crash = pool.run_async(decoder_faults.segfault, data, timeout_s=60)
-        normal = pool.run_async(decode_audio, data, 22050, timeout_s=60)
+        crash = decoder_pool.run_async(decoder_faults.segfault, data, timeout_s=60)
+        normal = decoder_pool.run_async(decode_audio, data, 22050, timeout_s=60)
         return await asyncio.gather(crash, normal, return_exceptions=True)
 
     crashed, decoded = asyncio.run(both())
@@ -113,42 +105,44 @@ def test_a_crash_does_not_fail_a_call_running_beside_it(pool: isolated.DecoderPo
 
 
 def test_a_hanging_decoder_is_stopped_and_replaced(
-    pool: isolated.DecoderPool, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
+    decoder_pool: isolated.DecoderPool, speech_wav: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = speech_wav.read_bytes()
     monkeypatch.setattr(isolated, "decode_function", decoder_faults.hang)
 
     with pytest.raises(AudioDecodeError, match=r"decoding took longer than 1 s and was stopped"):
         _decode(data, timeout_s=1)
-    assert pool.pids() == []  # the stuck child was killed, not kept
+    assert decoder_pool.pids() == []  # the stuck child was killed, not kept
 
     monkeypatch.setattr(isolated, "decode_function", decode_audio)
     assert _decode(data).size > 0
 
 
 def test_children_are_started_lazily_and_by_warm_up() -> None:
-    pool = isolated.DecoderPool(workers=2)
+    decoder_pool = isolated.DecoderPool(workers=2)
     try:
-        assert pool.pids() == []
-        pool.warm_up()
-        children = pool.pids()
+        assert decoder_pool.pids() == []
+        decoder_pool.warm_up()
+        children = decoder_pool.pids()
         assert len(children) == 2 and os.getpid() not in children
-        assert pool.run(decoder_faults.pid, timeout_s=60) in children
-        pool.warm_up()  # already full: nothing more starts
-        assert sorted(pool.pids()) == sorted(children)
+        assert decoder_pool.run(decoder_faults.pid, timeout_s=60) in children
+        decoder_pool.warm_up()  # already full: nothing more starts
+        assert sorted(decoder_pool.pids()) == sorted(children)
     finally:
-        pool.close()
-    assert pool.pids() == []
+        decoder_pool.close()
+    assert decoder_pool.pids() == []
     with pytest.raises(RuntimeError, match="closed"):
-        pool.run(decoder_faults.pid, timeout_s=60)
+        decoder_pool.run(decoder_faults.pid, timeout_s=60)
 
 
-def test_an_idle_child_killed_from_outside_is_replaced_quietly(pool: isolated.DecoderPool, speech_wav: Path) -> None:
+def test_an_idle_child_killed_from_outside_is_replaced_quietly(
+    decoder_pool: isolated.DecoderPool, speech_wav: Path
+) -> None:
     data = speech_wav.read_bytes()
     _decode(data)
-    (child,) = pool._idle
+    (child,) = decoder_pool._idle
     child.process.kill()
     child.process.wait()
 
     assert _decode(data).size > 0  # not reported as a crash of this file
-    assert pool.pids() and child.pid not in pool.pids()
+    assert decoder_pool.pids() and child.pid not in decoder_pool.pids()
