@@ -268,9 +268,11 @@ def test_protected_routes_need_a_valid_key(
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_health_routes_are_public(service) -> None:
-    for path in ("/health", "/health/engines"):
-        assert httpx.get(f"{service.url}{path}", timeout=30).status_code == 200
+def test_only_liveness_is_public(service) -> None:
+    assert httpx.get(f"{service.url}/health", timeout=30).status_code == 200
+    # /health/engines shows process ids, model paths and the last error: it needs the key.
+    assert httpx.get(f"{service.url}/health/engines", timeout=30).status_code == 401
+    assert httpx.get(f"{service.url}/health/engines", headers=service.headers, timeout=30).status_code == 200
 
 
 # --- metrics --------------------------------------------------------------------------------------
