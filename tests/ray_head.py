@@ -115,6 +115,9 @@ def client_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.update(
         RAY_AUTH_MODE="disabled",
         RAY_USAGE_STATS_ENABLED="0",
+        # Ray gives its dashboard 60 s to come up, then fails `ray start`; on a loaded 2-core machine (a
+        # test run beside other work) importing the dashboard's modules took longer than that.
+        RAY_DASHBOARD_STARTUP_TIMEOUT_S=str(int(READY_TIMEOUT_S) - 10),
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p),
     )
