@@ -56,7 +56,7 @@ async function untrainedBanner() {
       banner.hidden = false;
     }
   } catch {
-    // Health is public and optional here; the Status view reports failures.
+    // Optional here; the Status view reports failures.
   }
 }
 
@@ -85,8 +85,9 @@ function init() {
     $("key-dialog").close("cancel");
   });
   activate(location.hash.slice(1));
-  untrainedBanner();
-  loadShared();
+  // One call at a time until the key question is settled: /health/engines needs the key too, and two
+  // requests meeting the key dialog at once left the second without languages.
+  loadShared().then(untrainedBanner);
 }
 
 init();
