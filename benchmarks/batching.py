@@ -57,8 +57,8 @@ def release_spec() -> Any:
 
 def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[Any]:
     """``count`` different requests: texts, languages, voices and seeds rotate."""
-    from serve_app.engine import BatchRequest
-    from serve_app.profiles import resolve_params
+    from serve_app.speech.engine import BatchRequest
+    from serve_app.speech.profiles import resolve_params
 
     params = resolve_params("balanced")
     made = []
@@ -80,10 +80,10 @@ def _sync(engine: Any) -> None:
 def vocoder_clock(engine: Any) -> Iterator[list[float]]:
     """Wall time spent making audio from GPT latents (HiFiGAN) while the block runs.
 
-    Wraps ``serve_app.batch_decode._vocode``, through which every whole piece and streamed chunk of
+    Wraps ``serve_app.speech.batch_decode._vocode``, through which every whole piece and streamed chunk of
     both paths goes; the time outside it is the GPT's decoding (and everything else per request).
     """
-    import serve_app.batch_decode as batch_decode
+    import serve_app.speech.batch_decode as batch_decode
 
     spent = [0.0]
     original = batch_decode._vocode
@@ -150,7 +150,7 @@ def vocoder_share(engine: Any, request: Any, repeats: int = 3) -> float:
 
 def load(model: str, root: Path, release_tokens: int = RELEASE_TOKENS) -> tuple[Any, int | None]:
     """Build and load the chosen random-weight model; returns the engine and the tokens per request."""
-    from serve_app.engine import XttsEngine
+    from serve_app.speech.engine import XttsEngine
     from voice_core.tiny import make_tiny_model
     from voice_core.xtts_model import load_xtts
 

@@ -41,8 +41,8 @@ def _sync(engine: Any) -> None:
 
 
 def _request(engine: Any, tokens: int, stream: bool) -> Any:
-    from serve_app.engine import BatchRequest
-    from serve_app.profiles import resolve_params
+    from serve_app.speech.engine import BatchRequest
+    from serve_app.speech.profiles import resolve_params
 
     params = resolve_params("balanced")  # streams in CHUNK_TOKENS-token chunks
     voice = engine.builtin_voice(engine.speakers[0])

@@ -239,7 +239,7 @@ def load_local_engine(storage: Path, model_id: str | None = None) -> Any:
     """
     import torch
 
-    from serve_app.tts import load_engine
+    from serve_app.speech.service import load_engine
     from voice_core.settings import Settings
 
     torch.set_num_threads(replica_torch_threads(TTS_NUM_CPUS))

@@ -91,7 +91,7 @@ def _paths(bench: Bench, client: Any) -> tuple[dict[str, Callable[[], bytes]], l
     """The four synthesis paths, a list collecting /tts's server-side synthesis time, and the engine info."""
     import torch
 
-    from serve_app.profiles import resolve_params
+    from serve_app.speech.profiles import resolve_params
     from voice_core.audio import AudioStreamEncoder, encode_audio
 
     engine, settings = load_local_engine(bench.storage)

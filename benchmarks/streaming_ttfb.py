@@ -84,15 +84,15 @@ def stream_once(client: Any, route: str, profile: str, text: str = TEXT) -> dict
 
 
 def _pieces(profile: str) -> int:
-    from serve_app.profiles import resolve_params
-    from serve_app.text import split_text
+    from serve_app.speech.profiles import resolve_params
+    from serve_app.speech.text import split_text
 
     return len(split_text(TEXT, "en", resolve_params(profile).split_chars))
 
 
 def run(out_dir: Path, quick: bool) -> dict[str, Any]:
     """Measure first-byte and total times of streamed synthesis; writes ``<out_dir>/streaming_ttfb.json``."""
-    from serve_app.profiles import PROFILES
+    from serve_app.speech.profiles import PROFILES
 
     reps = 1 if quick else 5
     result = Result(

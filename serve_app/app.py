@@ -38,8 +38,8 @@ def build_app(args: AppArgs | dict[str, Any] | None = None) -> Application:
     """
     from serve_app.boundary import check_exposure
     from serve_app.ingress import Ingress
-    from serve_app.job_runner import JobRunner
-    from serve_app.tts import TTSDeployment
+    from serve_app.jobs.runner import JobRunner
+    from serve_app.speech.service import TTSDeployment
 
     parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
     settings = Settings.load(**parsed.settings)

@@ -11,7 +11,7 @@ One pure-ASGI middleware (:class:`BoundaryMiddleware`) gives every HTTP request:
 - the body limit of its route, counted on the bytes actually received (chunked bodies included), 413 past it;
 - project errors as JSON ``{"error": {"message", "type", "request_id"}}``, server paths removed from messages.
 
-The one JSON reader of every route is :func:`serve_app.routes.uploads.read_json`.
+The one JSON reader of every route is :func:`serve_app.http.read_json`.
 """
 
 from __future__ import annotations
@@ -284,8 +284,8 @@ class BoundaryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from serve_app.metrics import record_request
-        from serve_app.routes.context import ctx
+        from serve_app.context import ctx
+        from serve_app.speech.metrics import record_request
 
         context = ctx()
         settings = context.settings

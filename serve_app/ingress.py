@@ -1,6 +1,8 @@
 """The HTTP ingress: the FastAPI app (routes, error handlers, the boundary middleware) and the Serve class.
 
-Routes live in ``serve_app/routes/``; they reach the deployments through :func:`serve_app.routes.context.ctx`.
+Each capability (``speech``, ``voices``, ``jobs``, ``datasets``, ``training``) is a sub-package whose
+``routes`` module holds its HTTP routes; ``info`` and ``web`` hold the rest. Routes reach the
+deployments through :func:`serve_app.context.ctx`.
 What every request passes before a route sees it is in :mod:`serve_app.boundary`; the OpenAPI document
 is completed in :mod:`serve_app.openapi`.
 """
@@ -18,6 +20,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from serve_app import info, web
 from serve_app.boundary import (
     BoundaryMiddleware,
     allowed_hosts,
@@ -26,9 +29,13 @@ from serve_app.boundary import (
     error_response,
     route_path,
 )
+from serve_app.context import IngressContext, set_context
+from serve_app.datasets import routes as datasets
+from serve_app.jobs import routes as jobs
 from serve_app.openapi import complete_openapi
-from serve_app.routes import datasets, info, jobs, speech, training, ui, voices
-from serve_app.routes.context import IngressContext, set_context
+from serve_app.speech import routes as speech
+from serve_app.training import routes as training
+from serve_app.voices import routes as voices
 from voice_core.errors import OverloadedError
 from voice_core.settings import Settings
 
@@ -51,7 +58,7 @@ async def backpressure_as_overloaded() -> AsyncIterator[None]:
 
 
 api = FastAPI(title="Audio Voice Service", version="0.1.0", dependencies=[Depends(backpressure_as_overloaded)])
-for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router, ui.router):
+for router in (info.router, speech.router, voices.router, jobs.router, datasets.router, training.router, web.router):
     api.include_router(router)
 api.openapi = lambda: complete_openapi(api)  # type: ignore[method-assign]
 

@@ -70,11 +70,11 @@ class Body:
 
 
 def _bodies() -> dict[tuple[str, str], Body]:
-    from serve_app.protocol import SpeechRequest, TTSRequest
-    from serve_app.routes.datasets import DatasetRequest
-    from serve_app.routes.jobs import JobRequest
-    from serve_app.routes.training import TrainingRequest
-    from serve_app.routes.voices import CreateVoice
+    from serve_app.datasets.protocol import DatasetRequest
+    from serve_app.jobs.protocol import JobRequest
+    from serve_app.speech.protocol import SpeechRequest, TTSRequest
+    from serve_app.training.protocol import TrainingRequest
+    from serve_app.voices.protocol import CreateVoice
 
     references = {"reference": "Reference recordings of the voice to clone (wav, flac, mp3, ogg, m4a ...)."}
     tts = Body(TTSRequest, files=references, form=True)

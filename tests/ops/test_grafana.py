@@ -1,6 +1,6 @@
 """The Grafana dashboard is valid JSON whose queries name metrics that really exist.
 
-``avs_*`` names are read from the code that defines them (serve_app/metrics.py, train_jobs/progress.py);
+``avs_*`` names are read from the code that defines them (serve_app/speech/metrics.py, train_jobs/progress.py);
 Ray Serve's names from the installed Ray package's source. Ray exports every metric with a ``ray_``
 prefix, counters with a ``_total`` suffix and histograms as ``_bucket``/``_sum``/``_count`` series.
 """
@@ -19,7 +19,7 @@ import ray
 from tests.ops.manifests import REPO_ROOT
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "avs-dashboard.json"
-AVS_SOURCES = [REPO_ROOT / "serve_app" / "metrics.py", REPO_ROOT / "train_jobs" / "progress.py"]
+AVS_SOURCES = [REPO_ROOT / "serve_app" / "speech" / "metrics.py", REPO_ROOT / "train_jobs" / "progress.py"]
 RAY_SERVE_SOURCE = Path(ray.__file__).parent / "serve"
 KINDS = ("Counter", "Gauge", "Histogram")
 SERIES_SUFFIXES = {"_bucket": "Histogram", "_sum": "Histogram", "_count": "Histogram", "_total": "Counter"}

@@ -9,7 +9,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from serve_app.app import tts_deployment_options
 from serve_app.config import AppArgs
-from serve_app.tts import TTSDeployment
+from serve_app.speech.service import TTSDeployment
 from tests.ops.manifests import PRODUCTION_CONFIG, SERVE_CONFIG, load_yaml
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serve_app.jobs import JobStore, new_job_id, new_record
+from serve_app.jobs.service import JobStore, new_job_id, new_record
 from voice_core.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def make_job(store: JobStore, units: int = 2, **fields) -> str:
 HOLD = """
 import sys
 from pathlib import Path
-from serve_app.jobs import JobStore
+from serve_app.jobs.service import JobStore
 from voice_core.storage import Storage
 
 owner = JobStore(Storage(Path(sys.argv[1]))).claim(sys.argv[2])

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serve_app.engine import BatchRequest, VoiceLatents, XttsEngine
-from serve_app.profiles import SamplingParams, resolve_params
+from serve_app.speech.engine import BatchRequest, VoiceLatents, XttsEngine
+from serve_app.speech.profiles import SamplingParams, resolve_params
 
 ROUNDING = 1e-5
 GREEDY = resolve_params("balanced", {"do_sample": False})
@@ -185,7 +185,7 @@ def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
     # negative and positive values: each row's scores must be exactly what the HF processors give alone.
     import torch
 
-    from serve_app.batch_decode import BatchSampler
+    from serve_app.speech.batch_decode import BatchSampler
 
     params = [
         SAMPLED,
@@ -211,7 +211,7 @@ def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
 def test_batch_sampler_draws_from_each_rows_generator() -> None:
     import torch
 
-    from serve_app.batch_decode import BatchSampler
+    from serve_app.speech.batch_decode import BatchSampler
 
     vocab = 64
     logits = torch.ones(3, vocab)
@@ -245,7 +245,7 @@ def test_pool_threads_use_one_openmp_thread_and_leave_other_threads_theirs(
 
     import torch
 
-    import serve_app.batch_decode as batch_decode
+    import serve_app.speech.batch_decode as batch_decode
 
     # The test process may run with one intra-op thread (the benchmark smoke tests set a one-CPU
     # replica's count), where a pool thread has one without any limit. With two, and a pool started

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.engine import XttsEngine
-from serve_app.profiles import resolve_params
-from serve_app.protocol import SynthesisRequest, SynthesisResult
+from serve_app.speech.engine import XttsEngine
+from serve_app.speech.profiles import resolve_params
+from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
 from voice_core.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def settings(service) -> Settings:
 def deploy(settings: Settings, user_config: dict) -> object:
     from ray import serve
 
-    from serve_app.tts import TTSDeployment
+    from serve_app.speech.service import TTSDeployment
 
     app = TTSDeployment.options(
         ray_actor_options={"num_cpus": 0.25},

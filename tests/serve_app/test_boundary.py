@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app import ingress
+from serve_app import context, ingress
 from serve_app.boundary import allowed_hosts, check_exposure, host_name, redact_paths
-from serve_app.routes import context
 from tests.serve_app.test_ingress import API_KEY, AUTH, SPEECH, FakeTTS
 from voice_core.errors import ConfigError
 from voice_core.settings import Settings

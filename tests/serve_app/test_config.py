@@ -12,7 +12,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from serve_app.app import build_app, tts_deployment_options
 from serve_app.config import AppArgs
-from serve_app.tts import TTSDeployment
+from serve_app.speech.service import TTSDeployment
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve_config.yaml"
 

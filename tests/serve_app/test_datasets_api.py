@@ -18,8 +18,9 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from serve_app import dataset_builds, ray_jobs
-from serve_app.datasets import BuildOptions, DatasetStore, check_options
+from serve_app import runs
+from serve_app.datasets import builds
+from serve_app.datasets.service import BuildOptions, DatasetStore, check_options
 from tests.data_prep.corpus import speak_recording
 from voice_core.errors import InvalidInputError, PayloadTooLargeError
 from voice_core.settings import Settings
@@ -184,13 +185,13 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = FakeJobs()
-    monkeypatch.setattr(ray_jobs, "jobs_client", lambda _settings: (jobs, None))
+    monkeypatch.setattr(runs, "jobs_client", lambda _settings: (jobs, None))
     store = DatasetStore(storage)
     (store.recordings / "src").mkdir(parents=True)
     options = BuildOptions(language="en", whisper_model="tiny.en")
-    record = dataset_builds.submit(store, "ds", options, "src", None, settings)
+    record = builds.submit(store, "ds", options, "src", None, settings)
     assert record["runner"] == "ray_job" and record["job_id"] == jobs.submitted["submission_id"]
-    assert jobs.submitted["entrypoint_num_cpus"] == ray_jobs.DRIVER_NUM_CPUS
+    assert jobs.submitted["entrypoint_num_cpus"] == runs.DRIVER_NUM_CPUS
     assert jobs.submitted["runtime_env"]["env_vars"]["AVS_STORAGE_ROOT"] == str(settings.storage_root)
     cd, python, *argv = shlex.split(jobs.submitted["entrypoint"].replace(" && ", " "))[1:]
     assert cd == str(settings.storage_root) and python == sys.executable
@@ -199,14 +200,14 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     assert argv[argv.index("--output") + 1] == str(storage.datasets / "ds")
     assert argv[argv.index("--transcribe-num-cpus") + 1] == "0.5"  # half of AVS_DATASET_BUILD_CPUS=1
 
-    assert dataset_builds.describe(store, "ds", settings)["status"] == "building"
+    assert builds.describe(store, "ds", settings)["status"] == "building"
     jobs.status = "FAILED"
     progress = {"started_at": time.time() + 1, "stage": "failed", "error": "no usable clips were produced"}
     (storage.datasets / "ds" / "progress.json").write_text(json.dumps(progress))
-    view = dataset_builds.describe(store, "ds", settings, detail=True)
+    view = builds.describe(store, "ds", settings, detail=True)
     assert view["status"] == "failed" and view["error"] == "no usable clips were produced"
     assert view["exit_status"] == 1 and view["logs_tail"].endswith("end of log")
-    assert len(view["logs_tail"]) == dataset_builds.LOG_TAIL_BYTES
+    assert len(view["logs_tail"]) == builds.LOG_TAIL_BYTES
     assert store.load_record("ds")["status"] == "failed"  # terminal outcomes are saved
 
 
@@ -214,7 +215,7 @@ def test_cli_built_dataset_is_listed_from_its_files(settings: Settings, storage:
     directory = storage.datasets / "by-hand"
     directory.mkdir()
     (directory / "manifest.json").write_text(json.dumps({"kept": 3, "clips": 4, "kept_duration_s": 7.5}))
-    view = dataset_builds.describe(DatasetStore(storage), "by-hand", settings)
+    view = builds.describe(DatasetStore(storage), "by-hand", settings)
     assert (view["status"], view["clips"], view["kept_duration_s"], view["runner"]) == ("ready", 3, 7.5, None)
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
-from serve_app.profiles import PROFILES, resolve_params
-from serve_app.text import CHAR_LIMITS, normalise_language, split_text
+from serve_app.speech.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
+from serve_app.speech.profiles import PROFILES, resolve_params
+from serve_app.speech.text import CHAR_LIMITS, normalise_language, split_text
 from voice_core.errors import InvalidInputError
 
 TEXT = "Hello there, world."

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from serve_app import ingress, metrics
-from serve_app.protocol import SynthesisRequest, SynthesisResult
-from serve_app.routes import context
+from serve_app import context, ingress
+from serve_app.speech import metrics
+from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
 from voice_core.errors import OverloadedError, ReplicaLostError
 from voice_core.settings import Settings
 

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import serve_app.job_runner as job_runner
-from serve_app.job_runner import JobRunner
-from serve_app.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
-from serve_app.protocol import SynthesisRequest, SynthesisResult
+import serve_app.jobs.runner as job_runner
+from serve_app.jobs.runner import JobRunner
+from serve_app.jobs.service import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
+from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
 from tests.serve_app.job_helpers import hold_in_another_process, make_job
 from voice_core.settings import Settings
 from voice_core.storage import Storage

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from serve_app.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
+from serve_app.jobs.service import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStore
 from tests.serve_app.job_helpers import hold_in_another_process, make_job
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.storage import Storage

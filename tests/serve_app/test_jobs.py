@@ -268,7 +268,7 @@ def test_tts_failures_are_classified() -> None:
     from ray.exceptions import ActorDiedError, RayTaskError
     from ray.serve.exceptions import BackPressureError
 
-    from serve_app.job_runner import INTERNAL, TRANSIENT, classify_failure
+    from serve_app.jobs.runner import INTERNAL, TRANSIENT, classify_failure
     from voice_core.errors import InvalidInputError, OverloadedError
 
     bad_voice = InvalidInputError("unknown voice 'x'")

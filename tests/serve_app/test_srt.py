@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_app.srt import Cue, build_track, fit_clip, format_timestamp, parse_srt
+from serve_app.jobs.srt import Cue, build_track, fit_clip, format_timestamp, parse_srt
 from voice_core.errors import InvalidInputError
 
 RATE = 8000
@@ -132,7 +132,7 @@ def _unbounded_repeats_exclude_their_opener(pattern: str) -> list[str]:
 
 
 def test_markup_pattern_is_linear_on_runs_of_openers() -> None:
-    from serve_app.srt import _MARKUP
+    from serve_app.jobs.srt import _MARKUP
 
     assert _unbounded_repeats_exclude_their_opener(_MARKUP.pattern) == []
     assert _unbounded_repeats_exclude_their_opener(r"<[^>]*>|\{\\[^}]*\}") != []  # the old, quadratic one

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_app import training
-from serve_app.datasets import DatasetStore
-from serve_app.jobs import JobStore
+from serve_app.datasets.service import DatasetStore
+from serve_app.jobs.service import JobStore
+from serve_app.training import service as training
 from voice_core.errors import NotFoundError
 from voice_core.storage import Storage
 

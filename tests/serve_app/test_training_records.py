@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app import ray_jobs, training
+from serve_app import runs
+from serve_app.training import service as training
 from voice_core.settings import Settings
 
 
@@ -24,7 +25,7 @@ def _run(tmp_path: Path, progress_status: str) -> Path:
 def test_a_vanished_actor_is_judged_by_the_runs_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, progress_status: str, expected: str
 ) -> None:
-    monkeypatch.setattr(ray_jobs, "actor_alive", lambda job_id, namespace: False)
+    monkeypatch.setattr(runs, "actor_alive", lambda job_id, namespace: False)
     run_dir = _run(tmp_path, progress_status)
     settings = Settings.load(storage_root=tmp_path)
     record = training.refresh(run_dir, json.loads((run_dir / "job.json").read_text()), settings)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from fastapi import UploadFile
 
-from serve_app.routes.uploads import REFERENCE_RATE, read_references
+from serve_app.http import REFERENCE_RATE, read_references
 from tests.voice_core import decoder_faults
 from voice_core import isolated
 from voice_core.audio import decode_audio

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from serve_app.voices import VoiceStore
+from serve_app.voices.service import VoiceStore
 from voice_core.errors import NotFoundError
 from voice_core.storage import Storage, atomic_write_json
 

@@ -1,5 +1,5 @@
 """``ray job submit -- python -m train_jobs finetune ...`` against a private ``ray start --head`` cluster,
-and the API's Ray Job runner (``serve_app.training``) against the same cluster's Jobs API."""
+and the API's Ray Job runner (``serve_app.training.service``) against the same cluster's Jobs API."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_cli_under_ray_job_submit(ray_head: RayHead, storage_root: Path) -> None
 def test_api_runner_submits_through_the_jobs_api(
     ray_head: RayHead, storage_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serve_app import training
+    from serve_app.training import service as training
     from train_jobs.config import FinetuneConfig
     from voice_core.storage import Storage
 

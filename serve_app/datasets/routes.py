@@ -3,67 +3,32 @@
 ``POST /datasets`` stores uploaded recordings (or names a folder already under
 ``storage/recordings/``), checks the options as the data_prep CLI will, and starts
 ``python -m data_prep build`` as a Ray Job (or, without a Jobs API, as a detached Ray actor); the
-answer is 202. The logic lives in :mod:`serve_app.datasets` and :mod:`serve_app.dataset_builds`.
+answer is 202. The logic lives in :mod:`serve_app.datasets.service` and :mod:`serve_app.datasets.builds`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app import dataset_builds
 from serve_app.boundary import describe_validation
-from serve_app.datasets import BUILDING, BuildOptions, DatasetStore, check_options
-from serve_app.routes.context import ctx
-from serve_app.routes.uploads import is_form, read_json
+from serve_app.context import ctx
+from serve_app.datasets import builds
+from serve_app.datasets.protocol import DatasetRequest
+from serve_app.datasets.service import BUILDING, DatasetStore, check_options
+from serve_app.http import is_form, read_json
 from voice_core.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from voice_core.settings import Settings
-from voice_core.storage import COMPONENT_PATTERN, Storage
+from voice_core.storage import Storage
 
 router = APIRouter()
 REQUEST_MODELS = ("tiny.en", "base")
 _locks: dict[str, asyncio.Lock] = {}
-
-
-class DatasetRequest(BaseModel):
-    """``POST /datasets``: JSON naming a ``source`` folder, or a multipart form with ``files``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=COMPONENT_PATTERN,
-        description="Dataset name: its folder under storage/datasets/.",
-    )
-    language: Literal["en", "pt", "auto"] = Field(description="Language spoken in the recordings.")
-    source: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=COMPONENT_PATTERN,
-        description="JSON only: a folder under storage/recordings/ holding the recordings.",
-    )
-    whisper_model: Literal["tiny.en", "base"] | None = Field(
-        default=None, description="Transcriber; default AVS_DATASET_WHISPER_MODEL, else tiny.en (en) or base."
-    )
-    min_clip_s: float | None = Field(default=None, gt=0, le=11.6, description="Shortest clip kept, seconds.")
-    max_clip_s: float | None = Field(default=None, gt=0, le=11.6, description="Longest clip, seconds (XTTS: 11.6).")
-
-    def options(self, settings: Settings) -> BuildOptions:
-        """The effective build options (defaults filled in)."""
-        model = self.whisper_model or settings.dataset_whisper_model or ("tiny.en" if self.language == "en" else "base")
-        values: dict[str, Any] = {"language": self.language, "whisper_model": model}
-        if self.min_clip_s is not None:
-            values["min_clip_s"] = self.min_clip_s
-        if self.max_clip_s is not None:
-            values["max_clip_s"] = self.max_clip_s
-        return BuildOptions(**values)
 
 
 def _store() -> DatasetStore:
@@ -141,7 +106,7 @@ async def create_dataset(request: Request) -> JSONResponse:
     async with _locks.setdefault(body.name, asyncio.Lock()):
         previous = store.load_record(body.name)
         if previous is not None:
-            previous = await asyncio.to_thread(dataset_builds.refresh, store, previous, settings)
+            previous = await asyncio.to_thread(builds.refresh, store, previous, settings)
             if previous["status"] == BUILDING:
                 raise ConflictError(
                     f"dataset {body.name!r} is being built (job {previous['job_id']}); wait until GET "
@@ -156,7 +121,7 @@ async def create_dataset(request: Request) -> JSONResponse:
         if files:
             uploads = [(upload.filename or "", upload.file) for upload in files]
             await asyncio.to_thread(store.save_uploads, body.name, uploads, settings.max_dataset_file_bytes)
-        record = await asyncio.to_thread(dataset_builds.submit, store, body.name, options, source, previous, settings)
+        record = await asyncio.to_thread(builds.submit, store, body.name, options, source, previous, settings)
     answer = {key: record[key] for key in ("name", "status", "job_id", "runner", "runner_reason", "options", "source")}
     answer["appended"] = stored is not None
     return JSONResponse(answer, status_code=202, headers={"location": f"/datasets/{body.name}"})
@@ -169,7 +134,7 @@ async def list_datasets() -> dict[str, Any]:
     store = _store()
 
     def collect() -> list[dict[str, Any]]:
-        return [dataset_builds.describe(store, name, settings) for name in store.names()]
+        return [builds.describe(store, name, settings) for name in store.names()]
 
     return {"object": "list", "data": await asyncio.to_thread(collect)}
 
@@ -178,7 +143,7 @@ async def list_datasets() -> dict[str, Any]:
 async def get_dataset(name: str) -> dict[str, Any]:
     """One dataset: status, manifest summary, build progress, runner state and the end of the build log."""
     settings = ctx().settings
-    return await asyncio.to_thread(dataset_builds.describe, _store(), name, settings, True)
+    return await asyncio.to_thread(builds.describe, _store(), name, settings, True)
 
 
 @router.get("/datasets/{name}/clips")

@@ -1,13 +1,13 @@
 """The job runner: one Serve replica that works through queued synthesis jobs in the background.
 
-Jobs live on disk (:mod:`serve_app.jobs`), so the runner holds no state that matters: when its
+Jobs live on disk (:mod:`serve_app.jobs.service`), so the runner holds no state that matters: when its
 replica starts (also after a crash or a redeploy) it scans for queued and running jobs and
 resumes them, skipping units whose audio is already on disk, until a job has been started
 ``max_job_attempts`` times. The ingress writes a job, then calls :meth:`JobRunner.wake`. Each unit
 is one call to the TTS deployment; when that deployment is unavailable (a replica died, is
 restarting, or its queue is full) the unit is retried with backoff.
 
-A runner works only on jobs it has claimed (:meth:`serve_app.jobs.JobStore.claim`), so a second
+A runner works only on jobs it has claimed (:meth:`serve_app.jobs.service.JobStore.claim`), so a second
 replica during a rolling redeploy skips them, and writes records only through the store's
 compare-and-swap: a cancel written to disk by any ingress replica is seen before each unit and
 before the final status, and is never overwritten.
@@ -25,9 +25,9 @@ from typing import IO, Any
 import numpy as np
 from ray import serve
 
-from serve_app.engine import PIECE_GAP_S
-from serve_app.jobs import ACTIVE, FAILED, RUNNING, SUCCEEDED, JobStore
-from serve_app.protocol import SynthesisRequest, SynthesisResult
+from serve_app.jobs.service import ACTIVE, FAILED, RUNNING, SUCCEEDED, JobStore
+from serve_app.speech.engine import PIECE_GAP_S
+from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
 from voice_core.errors import OverloadedError, VoiceError
 from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_write_bytes
@@ -319,7 +319,7 @@ class JobRunner:
         rate = record["sample_rate"] or parts[0][1]
         clips = [resample(samples, part_rate, rate) for samples, part_rate in parts]
         if record["kind"] == "srt":
-            from serve_app.srt import Cue, build_track
+            from serve_app.jobs.srt import Cue, build_track
 
             cues = [Cue(u["cue"], u["start_s"], u["end_s"], u["text"], u["line"]) for u in units]
             track, warnings = build_track(

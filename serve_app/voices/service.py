@@ -17,6 +17,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,38 @@ import numpy as np
 
 from voice_core.audio import write_wav
 from voice_core.errors import NotFoundError
+from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_directory, atomic_write_json, atomic_writer, validate_component
 
 REFERENCE_RATE = 22050
 LatentsFn = Callable[[list[np.ndarray]], Any]
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    """The voice a request asks for: its name and the built-in speaker that name maps to.
+
+    OpenAI voice names (``alloy``...) map to built-in speakers through ``AVS_OPENAI_VOICES``; any
+    other name is itself: a built-in speaker or a stored voice id.
+    """
+
+    name: str
+    speaker: str
+
+    def unknown(self, model_id: str, references_allowed: bool) -> NotFoundError:
+        """The 404 for a name that is neither a speaker of ``model_id`` nor a stored voice."""
+        hint = f" (OpenAI voice {self.name!r} maps to {self.speaker!r})" if self.speaker != self.name else ""
+        upload = ", or upload reference audio" if references_allowed else ""
+        return NotFoundError(
+            f"unknown voice {self.name!r}{hint}: use a built-in speaker of model '{model_id}' or a stored "
+            f"voice id (GET /voices){upload}"
+        )
+
+
+def choose_voice(requested: str | None, settings: Settings) -> VoiceChoice:
+    """Resolve a request's ``voice`` (or the default voice) to a name and a speaker, the one place that does."""
+    name = requested or settings.default_voice
+    return VoiceChoice(name, settings.openai_voices.get(name, name))
 
 
 class VoiceStore:
@@ -46,7 +75,7 @@ class VoiceStore:
             language: the voice's language code.
             references: mono float32 recordings at 22.05 kHz.
             model_id: the model the latents were computed with.
-            latents: a :class:`serve_app.engine.VoiceLatents`.
+            latents: a :class:`serve_app.speech.engine.VoiceLatents`.
 
         Returns:
             The voice record.
@@ -130,7 +159,7 @@ class VoiceStore:
         """
         import torch
 
-        from serve_app.engine import VoiceLatents
+        from serve_app.speech.engine import VoiceLatents
 
         self.get(voice_id)
         directory = self.storage.voice_dir(voice_id)

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve_app.profiles import SamplingParams
+from serve_app.speech.profiles import SamplingParams
 
 # Samples coqui cross-fades between consecutive streamed chunks (its ``overlap_wav_len`` default).
 STREAM_OVERLAP_SAMPLES = 1024

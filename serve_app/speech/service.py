@@ -6,7 +6,7 @@ Generation runs in a worker thread so the replica's event loop keeps answering.
 
 Concurrent requests are batched (``@serve.batch``): each request sends its pieces of text, one after
 the other, to :meth:`TTSDeployment._decode_batched`, which decodes the pieces waiting together
-(:mod:`serve_app.batch_decode`) and hands each request its own audio as it is made. The batch size and
+(:mod:`serve_app.speech.batch_decode`) and hands each request its own audio as it is made. The batch size and
 wait come from the settings and the deployment's ``user_config`` (:meth:`TTSDeployment.reconfigure`).
 """
 
@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from serve_app.batch_decode import DecodeEvent, DecodeItem
 from serve_app.config import BatchingConfig
-from serve_app.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
-from serve_app.metrics import record_synthesis
-from serve_app.profiles import SamplingParams, resolve_params
-from serve_app.protocol import SynthesisRequest, SynthesisResult
-from serve_app.voices import VoiceStore
-from voice_core.errors import NotFoundError, VoiceError
+from serve_app.speech.batch_decode import DecodeEvent, DecodeItem
+from serve_app.speech.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
+from serve_app.speech.metrics import record_synthesis
+from serve_app.speech.profiles import SamplingParams, resolve_params
+from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
+from serve_app.voices.service import VoiceStore, choose_voice
+from voice_core.errors import VoiceError
 from voice_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -134,21 +134,17 @@ class TTSDeployment:
         stored voices (disk reads, latents computed) go to a worker thread.
         """
         if not request.references:
-            speaker = self._speaker(request)[1]
+            speaker = choose_voice(request.voice, self._settings).speaker
             builtin = engine.builtin_voice(speaker)
             if builtin is not None:
                 return builtin, speaker
         return await asyncio.to_thread(self._computed_voice, engine, request)
 
-    def _speaker(self, request: SynthesisRequest) -> tuple[str, str]:
-        """The requested voice name and the speaker it maps to (OpenAI voice names map to built-ins)."""
-        name = request.voice or self._settings.default_voice
-        return name, self._settings.openai_voices.get(name, name)
-
     def _computed_voice(self, engine: XttsEngine, request: SynthesisRequest) -> tuple[VoiceLatents, str]:
         if request.references:
             return engine.compute_latents(request.references), "uploaded reference"
-        name, speaker = self._speaker(request)
+        choice = choose_voice(request.voice, self._settings)
+        name = choice.name
         if self._voices.exists(name):
             key = (name, engine.report.model_id)
             with self._cache_lock:
@@ -162,11 +158,7 @@ class TTSDeployment:
                 while len(self._latents_cache) > LATENTS_CACHE_SIZE:
                     self._latents_cache.popitem(last=False)
             return latents, name
-        hint = f" (OpenAI voice {name!r} maps to {speaker!r})" if speaker != name else ""
-        raise NotFoundError(
-            f"unknown voice {name!r}{hint}: use a built-in speaker of model '{engine.report.model_id}' or a stored "
-            "voice id (GET /voices), or upload reference audio"
-        )
+        raise choice.unknown(engine.report.model_id, references_allowed=True)
 
     async def _prepare(self, request: SynthesisRequest) -> tuple[XttsEngine, Any, SynthesisResult, Any]:
         engine, used, fallback = await self._engine(request.model, request.allow_fallback)

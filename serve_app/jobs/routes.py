@@ -1,7 +1,7 @@
 """Synthesis jobs: long text or SRT subtitles rendered in the background, polled, then downloaded.
 
 ``POST /jobs`` validates everything it can (text, SRT syntax, profile, format, language, voice),
-writes the job to storage and wakes the :class:`serve_app.job_runner.JobRunner`; the answer is 202.
+writes the job to storage and wakes the :class:`serve_app.jobs.runner.JobRunner`; the answer is 202.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.jobs import ACTIVE, SUCCEEDED, JobStore, new_job_id, new_record
-from serve_app.profiles import ProfileName, resolve_params
-from serve_app.protocol import LanguageCode, ModelId, ResponseFormat, VoiceName
-from serve_app.routes.context import ctx
-from serve_app.routes.uploads import parse_body
-from serve_app.srt import Cue, parse_srt
-from serve_app.text import normalise_language, split_text
-from voice_core.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
+from serve_app.context import ctx
+from serve_app.http import parse_body
+from serve_app.jobs.protocol import JobRequest
+from serve_app.jobs.service import ACTIVE, SUCCEEDED, JobStore, new_job_id, new_record
+from serve_app.jobs.srt import Cue, parse_srt
+from serve_app.speech.profiles import resolve_params
+from serve_app.speech.text import normalise_language, split_text
+from serve_app.voices.service import VoiceStore, choose_voice
+from voice_core.errors import ConfigError, ConflictError, InvalidInputError, PayloadTooLargeError
 from voice_core.settings import Settings
 from voice_core.storage import Storage
 
@@ -31,22 +31,6 @@ router = APIRouter()
 # The job is on disk before the runner is woken, so a slow or restarting runner must not hold the
 # answer: it finds the job when it starts and on its periodic scan.
 WAKE_TIMEOUT_S = 5.0
-
-
-class JobRequest(BaseModel):
-    """``POST /jobs`` body (JSON, or the same fields as a multipart form with an ``srt`` file)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str | None = Field(default=None, description="Text to speak; long text is split into units.")
-    srt: str | None = Field(default=None, description="SubRip subtitles; each cue is spoken in its time slot.")
-    voice: VoiceName | None = None
-    language: LanguageCode | None = None
-    quality_profile: ProfileName = "balanced"
-    model: ModelId | None = None
-    allow_fallback: bool = False
-    format: ResponseFormat = "wav"
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 def _store() -> JobStore:
@@ -90,19 +74,13 @@ def _check_srt_size(srt: str, settings: Settings) -> None:
 
 async def _check_voice(body: JobRequest, settings: Settings) -> tuple[str, str]:
     """Normalise the language and check the voice against the default model; return (language, model id)."""
-    from serve_app.voices import VoiceStore
-
     info = await ctx().tts.info.remote()
     language = normalise_language(body.language or settings.default_language, info["languages"])
     if body.model in (None, info["default_model"]):
-        name = body.voice or settings.default_voice
-        speaker = settings.openai_voices.get(name, name)
-        stored = VoiceStore(Storage.from_settings(settings)).exists(name)
-        if speaker not in info["model"]["speakers"] and not stored:
-            raise NotFoundError(
-                f"unknown voice {name!r}: use a built-in speaker of model '{info['default_model']}' or a stored "
-                "voice id (GET /voices)"
-            )
+        choice = choose_voice(body.voice, settings)
+        stored = VoiceStore(Storage.from_settings(settings)).exists(choice.name)
+        if choice.speaker not in info["model"]["speakers"] and not stored:
+            raise choice.unknown(info["default_model"], references_allowed=False)
     return language, info["default_model"]
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from serve_app.batch_decode import DecodeEvent, DecodeItem, decode_batch, encode_piece
-from serve_app.profiles import SamplingParams
-from serve_app.text import normalise_language, split_text
+from serve_app.speech.batch_decode import DecodeEvent, DecodeItem, decode_batch, encode_piece
+from serve_app.speech.profiles import SamplingParams
+from serve_app.speech.text import normalise_language, split_text
 from voice_core.errors import InvalidInputError
 from voice_core.xtts_model import LoadReport, fold_weight_norm
 
@@ -294,7 +294,7 @@ class XttsEngine:
         return items
 
     def decode(self, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
-        """Decode pieces of several requests together (see :mod:`serve_app.batch_decode`).
+        """Decode pieces of several requests together (see :mod:`serve_app.speech.batch_decode`).
 
         Holds the engine's lock until the batch is done, so consume the iterator to the end (or
         close it) promptly. Event audio is numpy float32.
@@ -309,7 +309,7 @@ class XttsEngine:
         """Synthesise several requests with batched decoding: the whole audio of each, in order.
 
         Equals :meth:`synthesize` per request for greedy decoding, and for sampling where float
-        rounding moves no draw (see :mod:`serve_app.batch_decode`).
+        rounding moves no draw (see :mod:`serve_app.speech.batch_decode`).
         """
         parts: list[list[np.ndarray]] = [[] for _ in requests]
         for index, audio in self.stream_batch(requests):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.boundary import describe_validation
-from serve_app.routes.context import ctx
+from serve_app.context import ctx
 from voice_core.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from voice_core.isolated import decode_untrusted
 from voice_core.settings import Settings

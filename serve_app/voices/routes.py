@@ -7,24 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.protocol import VOICE_PATTERN, LanguageCode
-from serve_app.routes.context import ctx
-from serve_app.routes.uploads import parse_body, read_references
-from serve_app.voices import VoiceStore
+from serve_app.context import ctx
+from serve_app.http import parse_body, read_references
+from serve_app.voices.protocol import CreateVoice
+from serve_app.voices.service import VoiceStore
 from voice_core.errors import InvalidInputError
 from voice_core.storage import Storage
 
 router = APIRouter()
-
-
-class CreateVoice(BaseModel):
-    """Form fields of ``POST /voices`` (files go in ``files``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, pattern=VOICE_PATTERN)
-    language: LanguageCode = "en"
 
 
 def _store(request: Request) -> VoiceStore:

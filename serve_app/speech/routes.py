@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from serve_app.metrics import record_first_audio, record_synthesis
-from serve_app.protocol import OPENAI_MODEL_ALIASES, SpeechRequest, SynthesisRequest, SynthesisResult, TTSRequest
-from serve_app.routes.context import ctx
-from serve_app.routes.uploads import parse_body, read_references
+from serve_app.context import ctx
+from serve_app.http import parse_body, read_references
+from serve_app.speech.metrics import record_first_audio, record_synthesis
+from serve_app.speech.protocol import OPENAI_MODEL_ALIASES, SpeechRequest, SynthesisRequest, SynthesisResult, TTSRequest
 
 router = APIRouter()
 

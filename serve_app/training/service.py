@@ -3,7 +3,7 @@
 ``submit`` runs the same pre-flight checks as the CLI (so a bad dataset is a 4xx at once), records
 the run (``run.json``), saves the validated options as ``finetune.json``, starts
 ``python -m train_jobs finetune --config <that file> --dataset-in-storage`` with
-:mod:`serve_app.ray_jobs` (a Ray Job, or a detached actor where there is no Jobs API) and writes
+:mod:`serve_app.runs` (a Ray Job, or a detached actor where there is no Jobs API) and writes
 ``job.json`` in the run directory. A run's view joins that record with the Ray Job's status and the
 worker-written ``progress.json``. The id of a training job is its run name.
 
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve_app import ray_jobs
-from serve_app.datasets import read_json, tail
-from serve_app.ray_jobs import RAY_JOB, RAY_TASK
+from serve_app import runs
+from serve_app.datasets.service import read_json, tail
+from serve_app.runs import RAY_JOB, RAY_TASK
 from train_jobs.config import FinetuneConfig, write_config_file
 from train_jobs.progress import FAILED, FINISHED, RUNNING, STOPPED, read_progress
 from voice_core.errors import ConflictError, NotFoundError
@@ -79,20 +79,20 @@ def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
         "resumed": prepared.resuming,
     }
     atomic_write_json(run_dir / JOB_RECORD, record)
-    argv = ray_jobs.python_argv(*cli_args(write_run_config(config, run_dir)))
-    reason = ray_jobs.submit_job(job_id, argv, settings, {"avs_training_run": config.run_name})
+    argv = runs.python_argv(*cli_args(write_run_config(config, run_dir)))
+    reason = runs.submit_job(job_id, argv, settings, {"avs_training_run": config.run_name})
     if reason is None:
         record.update(runner=RAY_JOB)
     else:
         record.update(runner=RAY_TASK, runner_reason=reason)
         try:
-            actor = ray_jobs.start_actor(job_id, NAMESPACE, settings)
+            actor = runs.start_actor(job_id, NAMESPACE, settings)
             atomic_write_json(run_dir / JOB_RECORD, record)
             actor.run.remote(
                 argv, str(settings.storage_root), str(run_dir / LOG), job_id, _Finish(str(run_dir), job_id)
             )
         except Exception as exc:
-            record.update(status=FAILED, error=f"the run could not be started ({reason}; {ray_jobs.short(exc)})")
+            record.update(status=FAILED, error=f"the run could not be started ({reason}; {runs.short(exc)})")
     atomic_write_json(run_dir / JOB_RECORD, record)
     return describe(storage, config.run_name, settings)
 
@@ -127,7 +127,7 @@ def refresh(run_dir: Path, record: dict[str, Any], settings: Settings) -> dict[s
     if record.get("status") not in ACTIVE:
         return record
     if record.get("runner") == RAY_JOB:
-        info, problem = ray_jobs.job_info(record["job_id"], settings)
+        info, problem = runs.job_info(record["job_id"], settings)
         if info is None:
             return {**record, "job_status": "UNKNOWN", "error": problem}
         status = str(info.status)
@@ -136,7 +136,7 @@ def refresh(run_dir: Path, record: dict[str, Any], settings: Settings) -> dict[s
             outcome = {"SUCCEEDED": FINISHED, "STOPPED": STOPPED}.get(status, FAILED)
             error = None
             if outcome != FINISHED:
-                error = (read_progress(run_dir) or {}).get("error") or ray_jobs.short(info.message or status, 1000)
+                error = (read_progress(run_dir) or {}).get("error") or runs.short(info.message or status, 1000)
             record.update(
                 status=outcome,
                 exit_status=info.driver_exit_code,
@@ -147,7 +147,7 @@ def refresh(run_dir: Path, record: dict[str, Any], settings: Settings) -> dict[s
         return record
     if record.get("runner") == RAY_TASK:
         current = _job_record(run_dir) or record
-        if current.get("status") in ACTIVE and not ray_jobs.actor_alive(record["job_id"], NAMESPACE):
+        if current.get("status") in ACTIVE and not runs.actor_alive(record["job_id"], NAMESPACE):
             current = _job_record(run_dir) or current  # it may have finished in between
             if current.get("status") in ACTIVE:
                 if (read_progress(run_dir) or {}).get("status") == FINISHED:
@@ -179,7 +179,7 @@ def stop(storage: Storage, run_name: str, settings: Settings) -> dict[str, Any]:
         raise ConflictError(f"run {run_name!r} is not running")
     record.update(status=STOPPED, stopped_at=round(time.time(), 3), error=None)
     atomic_write_json(run_dir / JOB_RECORD, record)
-    problem = ray_jobs.stop(record["job_id"], record.get("runner"), NAMESPACE, settings)
+    problem = runs.stop(record["job_id"], record.get("runner"), NAMESPACE, settings)
     if problem:
         record.update(stop_problem=problem)
         atomic_write_json(run_dir / JOB_RECORD, record)
@@ -289,5 +289,5 @@ def _logs(run_dir: Path, record: dict[str, Any] | None, settings: Settings) -> s
     if record is None:
         return None
     if record.get("runner") == RAY_JOB:
-        return ray_jobs.job_logs(record["job_id"], settings, LOG_TAIL_BYTES)
+        return runs.job_logs(record["job_id"], settings, LOG_TAIL_BYTES)
     return tail(run_dir / LOG, LOG_TAIL_BYTES)

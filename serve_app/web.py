@@ -11,7 +11,7 @@ from voice_core.errors import NotFoundError
 from voice_core.storage import validate_component
 
 router = APIRouter()
-UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+UI_DIR = Path(__file__).resolve().parent / "ui"
 MEDIA_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from serve_app.profiles import PROFILE_DESCRIPTIONS, PROFILES
-from serve_app.routes.context import ctx
+from serve_app.context import ctx
+from serve_app.speech.profiles import PROFILE_DESCRIPTIONS, PROFILES
 
 router = APIRouter()
 

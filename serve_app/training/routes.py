@@ -3,7 +3,7 @@
 ``POST /training/jobs`` takes the options of ``python -m train_jobs finetune`` as JSON (the dataset
 is a name under ``storage/datasets``), runs the same pre-flight checks at once (a bad dataset is a
 400, a clashing run name a 409) and starts the run as a Ray Job (or a detached actor); the answer is
-202. The logic lives in :mod:`serve_app.training`.
+202. The logic lives in :mod:`serve_app.training.service`.
 """
 
 from __future__ import annotations
@@ -13,35 +13,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import Field
 
-from serve_app import ray_jobs, training
-from serve_app.protocol import LanguageCode
-from serve_app.routes.context import ctx
-from serve_app.routes.uploads import read_json
-from train_jobs.config import FinetuneConfig, parse_config
+from serve_app import runs
+from serve_app.context import ctx
+from serve_app.http import read_json
+from serve_app.training import service
+from train_jobs.config import parse_config
 from voice_core.checkpoints import list_checkpoints
 from voice_core.errors import InvalidInputError
-from voice_core.storage import COMPONENT_PATTERN, Storage, validate_component
+from voice_core.storage import Storage, validate_component
 
 router = APIRouter()
-
-
-class TrainingRequest(FinetuneConfig):
-    """``POST /training/jobs`` body: the options of ``python -m train_jobs finetune`` as JSON.
-
-    ``dataset`` is the name of a dataset under ``storage/datasets`` (never a path); ``progress_bar`` is ignored.
-    """
-
-    dataset: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=COMPONENT_PATTERN,
-        description="A dataset name under storage/datasets (GET /datasets).",
-    )
-    base_model: str = Field(min_length=1, max_length=128, pattern=COMPONENT_PATTERN, description="Model id to tune.")
-    run_name: str = Field(min_length=1, max_length=128, pattern=COMPONENT_PATTERN, description="Run name.")
-    language: LanguageCode | None = None
 
 
 _lock = asyncio.Lock()
@@ -63,7 +45,7 @@ async def create_training_job(request: Request) -> JSONResponse:
     values.pop("progress_bar", None)
     config = parse_config(values)
     async with _lock:  # one check-and-start at a time: two POSTs of one run name cannot both start it
-        view = await asyncio.to_thread(training.submit, config, settings)
+        view = await asyncio.to_thread(service.submit, config, settings)
     return JSONResponse(view, status_code=202)
 
 
@@ -73,7 +55,7 @@ async def list_training_jobs() -> dict[str, Any]:
     settings, storage = ctx().settings, _storage()
 
     def collect() -> list[dict[str, Any]]:
-        return [training.describe(storage, name, settings, detail=False) for name in training.run_names(storage)]
+        return [service.describe(storage, name, settings, detail=False) for name in service.run_names(storage)]
 
     return {"object": "list", "data": await asyncio.to_thread(collect)}
 
@@ -81,13 +63,13 @@ async def list_training_jobs() -> dict[str, Any]:
 @router.get("/training/jobs/{run_name}")
 async def get_training_job(run_name: str) -> dict[str, Any]:
     """One run: status, epoch, steps, loss curves, samples, checkpoints, logs tail."""
-    return await asyncio.to_thread(training.describe, _storage(), run_name, ctx().settings, True)
+    return await asyncio.to_thread(service.describe, _storage(), run_name, ctx().settings, True)
 
 
 @router.delete("/training/jobs/{run_name}")
 async def stop_training_job(run_name: str) -> dict[str, Any]:
     """Stop a running run (POST the same options again to resume it from its latest checkpoint)."""
-    return await asyncio.to_thread(training.stop, _storage(), run_name, ctx().settings)
+    return await asyncio.to_thread(service.stop, _storage(), run_name, ctx().settings)
 
 
 @router.get("/training/checkpoints")
@@ -101,13 +83,13 @@ async def get_checkpoints() -> dict[str, Any]:
 @router.get("/training/samples")
 async def get_samples(run: str = Query(description="Run name.")) -> dict[str, Any]:
     """The run's per-epoch samples with audio URLs."""
-    return {"object": "list", "data": await asyncio.to_thread(training.samples, _storage(), run)}
+    return {"object": "list", "data": await asyncio.to_thread(service.samples, _storage(), run)}
 
 
 @router.get("/training/runs/{run_name}/samples/{filename}")
 async def get_sample_audio(run_name: str, filename: str) -> FileResponse:
     """One sample WAV."""
-    path = await asyncio.to_thread(training.sample_path, _storage(), run_name, filename)
+    path = await asyncio.to_thread(service.sample_path, _storage(), run_name, filename)
     return FileResponse(path, media_type="audio/wav", filename=f"{run_name}-{filename}")
 
 
@@ -122,5 +104,5 @@ async def get_tensorboard() -> dict[str, Any]:
     logdir = str(Storage.from_settings(settings).runs)
     hint = f"start `tensorboard --logdir {logdir}` and set AVS_TENSORBOARD_URL to its address"
     hint = None if settings.tensorboard_url else hint
-    dashboard = await asyncio.to_thread(ray_jobs.dashboard_address, settings)
+    dashboard = await asyncio.to_thread(runs.dashboard_address, settings)
     return {"url": settings.tensorboard_url, "logdir": logdir, "hint": hint, "ray_dashboard_url": dashboard}

@@ -1,4 +1,4 @@
-"""Starting and following dataset builds, run by :mod:`serve_app.ray_jobs` (a Ray Job, else a detached actor).
+"""Starting and following dataset builds, run by :mod:`serve_app.runs` (a Ray Job, else a detached actor).
 
 The command is ``python -m data_prep build --input ... --output ...``; an actor-run build writes its
 output to ``build.log`` and its outcome into ``build.json`` when it ends.
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serve_app import ray_jobs
-from serve_app.datasets import (
+from serve_app import runs
+from serve_app.datasets.service import (
     BUILDING,
     FAILED,
     LOG,
@@ -29,7 +29,7 @@ from serve_app.datasets import (
     status_without_record,
     tail,
 )
-from serve_app.ray_jobs import RAY_JOB, RAY_TASK
+from serve_app.runs import RAY_JOB, RAY_TASK
 from voice_core.settings import Settings
 from voice_core.storage import atomic_write_json
 
@@ -58,7 +58,7 @@ def submit(
     record["job_id"] = job_id = f"dataset-{name}-{secrets.token_hex(4)}"
     store.save_record(record)  # visible as building at once; the runner is set below
     argv = [sys.executable, *cli_args(options, store.recordings_dir(source), output, settings.dataset_build_cpus)]
-    reason = ray_jobs.submit_job(job_id, argv, settings, {"avs_dataset": name})
+    reason = runs.submit_job(job_id, argv, settings, {"avs_dataset": name})
     if reason is None:
         record.update(runner=RAY_JOB, job_status="PENDING")
         store.save_record(record)
@@ -67,11 +67,11 @@ def submit(
     try:
         # Created (and named) before the record says so, so a reader never sees a ray_task build
         # whose actor does not exist yet; started after, so the actor's final write comes last.
-        actor = ray_jobs.start_actor(job_id, NAMESPACE, settings)
+        actor = runs.start_actor(job_id, NAMESPACE, settings)
         store.save_record(record)
         actor.run.remote(argv, str(settings.storage_root), str(output / LOG), job_id, _Finish(str(output), job_id))
     except Exception as exc:
-        error = f"the build could not be started ({reason}; the Ray actor: {ray_jobs.short(exc)})"
+        error = f"the build could not be started ({reason}; the Ray actor: {runs.short(exc)})"
         record.update(status=FAILED, job_status="FAILED", error=error, finished_at=round(time.time(), 3))
         store.save_record(record)
         raise
@@ -123,7 +123,7 @@ def refresh(store: DatasetStore, record: dict[str, Any], settings: Settings) -> 
 
 
 def _refresh_job(store: DatasetStore, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    info, problem = ray_jobs.job_info(record["job_id"], settings)
+    info, problem = runs.job_info(record["job_id"], settings)
     if info is None:
         return {**record, "job_status": "UNKNOWN", "error": problem}
     record = {**record, "job_status": str(info.status)}
@@ -133,7 +133,7 @@ def _refresh_job(store: DatasetStore, record: dict[str, Any], settings: Settings
     error = None
     if not ok:
         progress = store.progress(record["name"]) or {}
-        error = progress.get("error") or ray_jobs.short(info.message or f"the job ended {info.status}", 1000)
+        error = progress.get("error") or runs.short(info.message or f"the job ended {info.status}", 1000)
     finished = info.end_time / 1000 if info.end_time else time.time()
     record.update(
         status=READY if ok else FAILED,
@@ -149,7 +149,7 @@ def _refresh_task(store: DatasetStore, record: dict[str, Any]) -> dict[str, Any]
     current = store.load_record(record["name"]) or record
     if current.get("status") != BUILDING or current.get("job_id") != record.get("job_id"):
         return current
-    if ray_jobs.actor_alive(record["job_id"], NAMESPACE):
+    if runs.actor_alive(record["job_id"], NAMESPACE):
         return current
     current = store.load_record(record["name"]) or current  # it may have finished in between
     if current.get("status") == BUILDING:
@@ -169,7 +169,7 @@ def logs_tail(store: DatasetStore, record: dict[str, Any], settings: Settings) -
     if record.get("runner") == RAY_TASK:
         return tail(store.dataset_dir(record["name"]) / LOG, LOG_TAIL_BYTES)
     if record.get("runner") == RAY_JOB:
-        return ray_jobs.job_logs(record["job_id"], settings, LOG_TAIL_BYTES)
+        return runs.job_logs(record["job_id"], settings, LOG_TAIL_BYTES)
     return None
 
 

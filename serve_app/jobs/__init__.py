@@ -1,0 +1,1 @@
+"""Synthesis jobs: long texts and subtitle files rendered in the background (``/jobs``), kept on disk."""

@@ -1,1 +1,0 @@
-"""HTTP routers of the ingress, one module per feature."""

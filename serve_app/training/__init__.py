@@ -1,0 +1,1 @@
+"""Training: fine-tuning runs started, followed and stopped over HTTP (``/training``)."""

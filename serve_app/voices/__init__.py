@@ -1,0 +1,1 @@
+"""Voices: saved speakers (``/voices``), stored as reference clips plus their conditioning latents."""
