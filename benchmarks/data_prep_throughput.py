@@ -93,7 +93,8 @@ def sequential(inputs: Path, out: Path, model_path: Path, threads: int) -> dict[
 
     from data_prep.config import SegmentOptions
     from data_prep.segment import detect_speech, plan_clips
-    from voice_core.audio import decode_audio, write_wav
+    from voice_core.decode import decode_audio
+    from voice_core.encode import write_wav
 
     options = SegmentOptions()
     times = dict.fromkeys(("model_load", "decode", "vad", "transcribe", "write"), 0.0)

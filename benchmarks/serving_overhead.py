@@ -92,7 +92,7 @@ def _paths(bench: Bench, client: Any) -> tuple[dict[str, Callable[[], bytes]], l
     import torch
 
     from serve_app.speech.profiles import resolve_params
-    from voice_core.audio import AudioStreamEncoder, encode_audio
+    from voice_core.encode import AudioStreamEncoder, encode_audio
 
     engine, settings = load_local_engine(bench.storage)
     voice = engine.builtin_voice(settings.openai_voices[VOICE])

@@ -138,7 +138,7 @@ class AnalyzeStage:
 
     def write_clip(self, wav_dir: Path, row: dict[str, Any], window: np.ndarray) -> None:
         """Write a clip's WAV from its window at the output rate (the samples ``export.cut_source`` would cut)."""
-        from voice_core.audio import write_wav
+        from voice_core.encode import write_wav
 
         offset = round(float(row["window_start_s"]) * self.sample_rate)
         first, last = sample_span(float(row["start_s"]), float(row["end_s"]), self.sample_rate)

@@ -199,7 +199,8 @@ def cut_source(path: str, clips: Sequence[tuple[str, float, float]], wav_dir: st
     Returns:
         Clip id -> error message, for clips that could not be written (empty when all were).
     """
-    from voice_core.audio import decode_audio, write_wav
+    from voice_core.decode import decode_audio
+    from voice_core.encode import write_wav
     from voice_core.errors import VoiceError
 
     try:

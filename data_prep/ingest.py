@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.records import FAILED, UNSUPPORTED, SourceRecord
+from voice_core.decode import probe_duration
 from voice_core.errors import AudioDecodeError, InvalidInputError
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mp4", ".mkv", ".webm", ".mov"}
 )
-# Demuxers a recording may be opened with (no playlists or image sequences that open other files).
-_PROBE_FORMATS = "aac,aiff,caf,flac,matroska,mov,mp3,ogg,wav,w64,webm"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -152,38 +151,6 @@ def fetch_url(url: str, download_dir: Path) -> Path:
         raise InvalidInputError(f"could not download {url!r}: {exc}") from exc
 
 
-def probe(path: Path) -> float:
-    """Open a file as media and find its audio stream, without decoding.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The duration the container declares, in seconds (0 when it does not say).
-
-    Raises:
-        AudioDecodeError: the file is empty, not a media file, or has no audio stream.
-    """
-    import av
-
-    if path.stat().st_size == 0:
-        raise AudioDecodeError("the file is empty (0 bytes)")
-    try:
-        with path.open("rb") as handle, av.open(handle, options={"format_whitelist": _PROBE_FORMATS}) as container:
-            stream = container.streams.best("audio")
-            if stream is None:
-                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
-                raise AudioDecodeError(f"no audio stream (streams found: {kinds})")
-            if container.duration:
-                return container.duration / av.time_base
-            if stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            return 0.0
-    except (av.error.FFmpegError, ValueError, OSError) as exc:
-        detail = getattr(exc, "strerror", None) or str(exc)
-        raise AudioDecodeError(f"not a recognised audio file: {detail}") from exc
-
-
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -217,7 +184,7 @@ def identify_sources(
     for path, origin in files:
         base = sanitize_stem(path.stem)
         try:
-            duration_s = probe(path)
+            duration_s = probe_duration(path)
             sha = file_sha256(path)
         except (AudioDecodeError, OSError) as exc:
             issues.append(SourceRecord(source_id=base, path=str(path), status=FAILED, reason=str(exc), origin=origin))

@@ -260,7 +260,7 @@ class SegmentStage:
 
     def segment_source(self, source_id: str, path: str) -> list[dict[str, Any]]:
         """Decode one file and plan its clips; failures become one row with the reason."""
-        from voice_core.audio import decode_audio
+        from voice_core.decode import decode_audio
         from voice_core.errors import VoiceError
 
         started = time.perf_counter()

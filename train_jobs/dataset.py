@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voice_core.decode import probe_duration
 from voice_core.errors import InvalidInputError
 
 METADATA = "metadata.csv"
@@ -123,13 +124,6 @@ def _read_lines(path: Path, problems: list[str]) -> list[tuple[int, str, str]]:
     return rows
 
 
-def _duration(path: Path) -> float:
-    import soundfile
-
-    info = soundfile.info(str(path))
-    return float(info.frames) / float(info.samplerate)
-
-
 def _splits(
     directory: Path, problems: list[str], shown: str | None = None
 ) -> tuple[list[tuple[str, int, str, str]], set[str]]:
@@ -202,8 +196,8 @@ def load_training_data(
         seen.add(clip_id)
         wav = directory / WAVS / f"{clip_id}.wav"
         try:
-            duration = _duration(wav)
-        except Exception as exc:  # soundfile raises several types; the message says what broke
+            duration = probe_duration(wav)
+        except Exception as exc:  # probing raises several types; the message says what broke
             problems.append(f"{where}: {WAVS}/{clip_id}.wav unreadable ({str(exc).splitlines()[0][:120]})")
             continue
         if duration > limits.max_clip_s:

@@ -12,7 +12,6 @@ Serving lists both kinds under ``GET /models`` and loads them by id.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,7 +27,7 @@ from voice_core.export import export_checkpoint
 from voice_core.manifest import write_manifest
 from voice_core.models import resolve_model
 from voice_core.settings import Settings
-from voice_core.storage import Storage, atomic_directory, atomic_write_json, validate_component
+from voice_core.storage import Storage, atomic_directory, atomic_write_json, read_json, validate_component
 
 CHECKPOINT_PREFIX = "checkpoint_"
 
@@ -37,9 +36,8 @@ def run_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
     """The run's checkpoints (oldest first) with their step, epoch and losses."""
     found = []
     for directory in sorted(run_dir.glob(f"{CHECKPOINT_PREFIX}*")):
-        try:
-            meta = json.loads((directory / CHECKPOINT_META).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        meta = read_json(directory / CHECKPOINT_META)
+        if meta is None:
             continue  # being written, or not ours
         found.append({**meta, "name": directory.name, "path": str(directory)})
     return sorted(found, key=lambda m: m.get("step", 0))

@@ -316,7 +316,7 @@ class Worker:
         """Synthesise the test sentences with the current weights into ``samples/epoch_<N>.wav``."""
         import numpy as np
 
-        from voice_core.audio import write_wav
+        from voice_core.encode import write_wav
 
         self.trainer.config.test_sentences = [
             {"text": text, "speaker_wav": self.speaker_wav, "language": self.language}

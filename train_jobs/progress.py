@@ -7,12 +7,11 @@ every other point whenever it fills up, so the file stays small for long runs.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from voice_core.storage import atomic_write_json
+from voice_core.storage import atomic_write_json, read_json
 
 PROGRESS = "progress.json"
 MAX_POINTS = 1000
@@ -21,11 +20,7 @@ RUNNING, FINISHED, FAILED, STOPPED = "running", "finished", "failed", "stopped"
 
 def read_progress(run_dir: Path) -> dict[str, Any] | None:
     """The run's progress record, or None when it has none (yet) or it is unreadable."""
-    try:
-        data = json.loads((run_dir / PROGRESS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(run_dir / PROGRESS)
 
 
 def update_progress(run_dir: Path, **changes: Any) -> dict[str, Any]:

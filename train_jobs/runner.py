@@ -22,7 +22,7 @@ from train_jobs.progress import FAILED, FINISHED, read_progress, update_progress
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.models import resolve_model
 from voice_core.settings import Settings
-from voice_core.storage import Storage, atomic_write_json
+from voice_core.storage import Storage, atomic_write_json, read_json
 
 RUN_RECORD = "run.json"
 
@@ -69,12 +69,7 @@ def resolve_dataset(value: str, storage: Storage, *, in_storage: bool = False) -
 
 def read_run_record(run_dir: Path) -> dict[str, Any] | None:
     """The saved ``run.json`` of a run, or None."""
-    import json
-
-    try:
-        return json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(run_dir / RUN_RECORD)
 
 
 def prepare_run(config: FinetuneConfig, settings: Settings, *, dataset_in_storage: bool = False) -> PreparedRun:

@@ -1,7 +1,7 @@
 """Decoding untrusted audio in child processes, so a decoder crash cannot take the caller down.
 
 FFmpeg and PyAV are C code fed with bytes from strangers; a bug there is a segfault of the whole
-process. :func:`decode_untrusted` runs :func:`voice_core.audio.decode_audio` in one of a few
+process. :func:`decode_untrusted` runs :func:`voice_core.decode.decode_audio` in one of a few
 long-lived child interpreters instead. A child that dies (segfault, abort, OOM kill) or runs past
 its time limit fails only the call it was serving, with an :class:`AudioDecodeError`; it is
 killed and a fresh one takes its place on the next call.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_core.audio import DEFAULT_MAX_CHANNELS, decode_audio
+from voice_core.decode import DEFAULT_MAX_CHANNELS, decode_audio
 from voice_core.errors import AudioDecodeError, VoiceError
 
 log = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ async def decode_untrusted(
     max_channels: int = DEFAULT_MAX_CHANNELS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> np.ndarray:
-    """Decode uploaded audio with :func:`voice_core.audio.decode_audio` in a child process.
+    """Decode uploaded audio with :func:`voice_core.decode.decode_audio` in a child process.
 
     Args:
         data: the upload's bytes.

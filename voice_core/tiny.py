@@ -7,7 +7,6 @@ noise; its ``manifest.json`` says ``"untrained": true`` and everything that show
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,14 +178,3 @@ def make_tiny_model(output_dir: str | Path, spec: TinyModelSpec | None = None) -
             },
         )
     return target
-
-
-def is_untrained(model_dir: Path) -> bool:
-    """Return whether ``model_dir``'s manifest marks it as an untrained (tiny, random) model."""
-    manifest = model_dir / "manifest.json"
-    if not manifest.is_file():
-        return False
-    try:
-        return bool(json.loads(manifest.read_text(encoding="utf-8")).get("untrained", False))
-    except (OSError, ValueError):
-        return False

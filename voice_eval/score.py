@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 from voice_core.errors import AudioDecodeError, InvalidInputError
 from voice_eval import asr, mos, similarity
 from voice_eval.normalize import normalize_text
@@ -98,7 +98,7 @@ def score_clip(
     Inputs are checked before any model is loaded or any audio decoded beyond the two files.
 
     Args:
-        clip: the clip (path or bytes of any format :func:`voice_core.audio.decode_audio` reads).
+        clip: the clip (path or bytes of any format :func:`voice_core.decode.decode_audio` reads).
         text: what the clip should say.
         language: its language code (``en``, ``de``, ``pt-BR``...).
         reference: a recording of the target voice.

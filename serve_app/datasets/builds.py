@@ -25,13 +25,12 @@ from serve_app.datasets.service import (
     cli_args,
     manifest_summary,
     new_record,
-    read_json,
     status_without_record,
     tail,
 )
 from serve_app.runs import RAY_JOB, RAY_TASK
 from voice_core.settings import Settings
-from voice_core.storage import atomic_write_json
+from voice_core.storage import atomic_write_json, read_json
 
 NAMESPACE = "avs-datasets"
 LOG_TAIL_BYTES = 4000

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from data_prep.config import SegmentOptions
 from voice_core.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
-from voice_core.storage import Storage, atomic_write_json, atomic_writer, is_within, validate_component
+from voice_core.storage import Storage, atomic_write_json, atomic_writer, is_within, read_json, validate_component
 
 BUILDING, READY, FAILED = "building", "ready", "failed"
 RECORD, LOG, PROGRESS, MANIFEST, CLIPS = "build.json", "build.log", "progress.json", "manifest.json", "clips.json"
@@ -101,15 +101,6 @@ def check_options(options: BuildOptions, build_cpus: float) -> None:
         raise InvalidInputError(
             "the build options are invalid; check language, whisper_model and clip lengths"
         ) from None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None when it is missing or unreadable (being replaced right now)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def tail(path: Path, max_bytes: int = 4000) -> str | None:

@@ -313,7 +313,7 @@ class JobRunner:
 
     def _assemble(self, record: dict[str, Any], units: list[dict[str, Any]]) -> tuple[np.ndarray, int, list[str]]:
         """Join the parts: one after another for text, on a timed track for SRT (returns track, rate, warnings)."""
-        from voice_core.audio import resample
+        from voice_core.decode import resample
 
         parts = [self._store.read_part(record["id"], index) for index in range(len(units))]
         rate = record["sample_rate"] or parts[0][1]
@@ -332,6 +332,6 @@ class JobRunner:
 
 
 def _encode(track: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    from voice_core.audio import encode_audio
+    from voice_core.encode import encode_audio
 
     return encode_audio(track, sample_rate, fmt)

@@ -33,9 +33,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from voice_core.audio import MEDIA_TYPES, write_wav
+from voice_core.encode import MEDIA_TYPES, write_wav
 from voice_core.errors import ConflictError, NotFoundError
-from voice_core.storage import Storage, atomic_write_json
+from voice_core.storage import Storage, atomic_write_json, read_json
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE: tuple[str, ...] = (QUEUED, RUNNING)
@@ -213,9 +213,8 @@ class JobStore:
         records = []
         if self.storage.jobs.is_dir():
             for path in self.storage.jobs.glob(f"*/{RECORD}"):
-                try:
-                    record = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
+                record = read_json(path)
+                if record is None:
                     continue  # removed or being replaced right now
                 if statuses is None or record.get("status") in statuses:
                     records.append(record)

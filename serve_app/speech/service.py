@@ -167,7 +167,7 @@ class TTSDeployment:
         engine.pieces(request.text, language, params)  # validates before any compute
         latents, voice = await self._voice(engine, request)
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-        from voice_core.audio import MEDIA_TYPES
+        from voice_core.encode import MEDIA_TYPES
 
         result = SynthesisResult(
             audio=b"",
@@ -185,7 +185,7 @@ class TTSDeployment:
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         """Synthesise a whole text and return encoded audio (or raw samples when ``request.raw``)."""
-        from voice_core.audio import encode_audio
+        from voice_core.encode import encode_audio
 
         engine, latents, result, params = await self._prepare(request)
         stats = SynthesisStats()
@@ -212,7 +212,7 @@ class TTSDeployment:
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[SynthesisResult | bytes]:
         """Yield a :class:`SynthesisResult` (metadata) first, then encoded audio chunks as they are made."""
-        from voice_core.audio import AudioStreamEncoder
+        from voice_core.encode import AudioStreamEncoder
 
         engine, latents, result, params = await self._prepare(request)
         yield result

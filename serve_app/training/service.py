@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from serve_app import runs
-from serve_app.datasets.service import read_json, tail
+from serve_app.datasets.service import tail
 from serve_app.runs import RAY_JOB, RAY_TASK
 from train_jobs.config import FinetuneConfig, write_config_file
 from train_jobs.progress import FAILED, FINISHED, RUNNING, STOPPED, read_progress
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.settings import Settings
-from voice_core.storage import Storage, atomic_write_json
+from voice_core.storage import Storage, atomic_write_json, read_json
 
 NAMESPACE = "avs-training"
 JOB_RECORD = "job.json"

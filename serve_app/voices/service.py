@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_core.audio import write_wav
+from voice_core.encode import write_wav
 from voice_core.errors import NotFoundError
 from voice_core.settings import Settings
 from voice_core.storage import Storage, atomic_directory, atomic_write_json, atomic_writer, validate_component
@@ -167,7 +167,7 @@ class VoiceStore:
         if path.is_file():
             data = torch.load(path, map_location="cpu", weights_only=True)
             return VoiceLatents(data["gpt_cond_latent"], data["speaker_embedding"]), False
-        from voice_core.audio import decode_audio
+        from voice_core.decode import decode_audio
 
         record = json.loads((directory / "voice.json").read_text(encoding="utf-8"))
         references = [decode_audio(directory / ref["file"], REFERENCE_RATE) for ref in record["references"]]

@@ -1,9 +1,8 @@
-"""Finding and naming inputs, probing containers, the model resolver and the dataset files' format."""
+"""Finding and naming inputs, the model resolver and the dataset files' format."""
 
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,44 +11,7 @@ from data_prep import ingest
 from data_prep.export import eval_score, metadata_text, split_ids
 from data_prep.records import FAILED, UNSUPPORTED, ClipRecord, SourceRecord
 from data_prep.transcribe import BASE_MODEL_SHA256, resolve_model
-from voice_core.errors import AudioDecodeError, ConfigError, InvalidInputError, ModelError
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-@pytest.mark.parametrize(
-    ("name", "args"),
-    [
-        ("a.flac", ["-c:a", "flac"]),
-        ("a.mp3", ["-c:a", "libmp3lame"]),
-        ("a.ogg", ["-c:a", "libvorbis"]),
-        ("a.m4a", ["-c:a", "aac"]),
-        ("a.mkv", ["-c:a", "libvorbis"]),
-    ],
-)
-def test_probe_accepts_audio_containers(speech_wav: Path, tmp_path: Path, name: str, args: list[str]) -> None:
-    _ffmpeg("-i", str(speech_wav), *args, str(tmp_path / name))
-    assert ingest.probe(tmp_path / name) == pytest.approx(3.0, abs=1.5)
-
-
-def test_probe_reads_the_audio_of_a_video(speech_wav: Path, tmp_path: Path) -> None:
-    video = ["-f", "lavfi", "-i", "color=c=black:s=32x32:d=2", "-c:v", "mpeg4"]
-    _ffmpeg(*video, "-i", str(speech_wav), "-shortest", "-c:a", "aac", str(tmp_path / "talk.mp4"))
-    assert ingest.probe(tmp_path / "talk.mp4") > 1.0
-    _ffmpeg(*video, str(tmp_path / "silent.mp4"))
-    with pytest.raises(AudioDecodeError, match="no audio stream"):
-        ingest.probe(tmp_path / "silent.mp4")
-
-
-def test_probe_rejects_non_audio(tmp_path: Path) -> None:
-    (tmp_path / "empty.wav").write_bytes(b"")
-    (tmp_path / "text.wav").write_text("hello " * 100)
-    with pytest.raises(AudioDecodeError, match="empty"):
-        ingest.probe(tmp_path / "empty.wav")
-    with pytest.raises(AudioDecodeError, match="not a recognised audio file"):
-        ingest.probe(tmp_path / "text.wav")
+from voice_core.errors import ConfigError, InvalidInputError, ModelError
 
 
 def test_expand_inputs_walks_directories_and_globs(speech_wav: Path, tmp_path: Path) -> None:

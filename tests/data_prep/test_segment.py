@@ -17,7 +17,7 @@ from data_prep.segment import (
     refine_bounds,
 )
 from tests.data_prep.corpus import speak_recording
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 
 OPTIONS = SegmentOptions()
 

@@ -36,7 +36,7 @@ def stored_voice(client: httpx.Client, reference: bytes) -> str:
 
 
 def short_wav(seconds: float) -> bytes:
-    from voice_core.audio import encode_audio
+    from voice_core.encode import encode_audio
 
     t = np.arange(int(22050 * seconds)) / 22050
     return encode_audio((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050, "wav")

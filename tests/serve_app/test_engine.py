@@ -141,7 +141,7 @@ def test_concurrent_threads_match_sequential_runs(
 
 
 def test_compute_latents_shapes(engine: XttsEngine, voice: VoiceLatents, speech_wav: Path) -> None:
-    from voice_core.audio import decode_audio
+    from voice_core.decode import decode_audio
 
     reference = decode_audio(speech_wav, 22050)
     one = engine.compute_latents([reference])

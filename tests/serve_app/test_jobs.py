@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.helpers import wait_for_http
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import espeak
 from tests.serve_app.conftest import TTS_MAX_ONGOING, TTS_MAX_QUEUED
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 
 pytestmark = pytest.mark.slow
 

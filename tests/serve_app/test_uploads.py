@@ -15,7 +15,7 @@ from fastapi import UploadFile
 from serve_app.http import REFERENCE_RATE, read_references
 from tests.voice_core import decoder_faults
 from voice_core import isolated
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 from voice_core.errors import AudioDecodeError
 from voice_core.settings import Settings
 

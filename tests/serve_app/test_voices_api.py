@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import espeak
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 
 pytestmark = pytest.mark.slow
 

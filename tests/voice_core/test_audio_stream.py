@@ -1,4 +1,4 @@
-"""Tests for voice_core.audio.AudioStreamEncoder with the real encoders, checked by decode_audio and ffprobe."""
+"""Tests for voice_core.encode.AudioStreamEncoder with the real encoders, checked by decode_audio and ffprobe."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voice_core.audio import AUDIO_FORMATS, AudioStreamEncoder, decode_audio, float_to_pcm16
+from voice_core.decode import decode_audio
+from voice_core.encode import AUDIO_FORMATS, AudioStreamEncoder, float_to_pcm16
 from voice_core.errors import InvalidInputError
 
 RATE = 24_000

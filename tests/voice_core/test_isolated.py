@@ -12,7 +12,7 @@ import soundfile as sf
 
 from tests.voice_core import decoder_faults
 from voice_core import isolated
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 from voice_core.errors import AudioDecodeError, InvalidInputError
 
 EIGHT_CHANNEL_WAV_BYTES = 844

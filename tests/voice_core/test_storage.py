@@ -17,6 +17,7 @@ from voice_core.storage import (
     atomic_write_json,
     atomic_write_text,
     atomic_writer,
+    read_json,
     validate_component,
 )
 
@@ -207,3 +208,14 @@ def test_atomic_write_json_is_byte_stable(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "2.json", second)
     assert (tmp_path / "1.json").read_bytes() == (tmp_path / "2.json").read_bytes()
     assert (tmp_path / "1.json").read_bytes().endswith(b"}\n")
+
+
+def test_read_json_returns_objects_and_none_for_missing_damaged_or_other_json(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "record.json", {"status": "done"})
+    (tmp_path / "damaged.json").write_text('{"status": ', encoding="utf-8")
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe")
+    (tmp_path / "folder.json").mkdir()
+    assert read_json(tmp_path / "record.json") == {"status": "done"}
+    for name in ("missing.json", "damaged.json", "list.json", "binary.json", "folder.json"):
+        assert read_json(tmp_path / name) is None, name

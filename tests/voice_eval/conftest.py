@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import espeak
-from voice_core.audio import decode_audio, write_wav
+from voice_core.decode import decode_audio
+from voice_core.encode import write_wav
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog near the river bank.",

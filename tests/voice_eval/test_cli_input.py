@@ -74,7 +74,7 @@ def test_unsupported_language(
 
 @pytest.mark.usefixtures("no_models")
 def test_silent_reference(capsys: pytest.CaptureFixture[str], speech_wav: Path, tmp_path: Path) -> None:
-    from voice_core.audio import write_wav
+    from voice_core.encode import write_wav
 
     silent = tmp_path / "silent.wav"
     write_wav(silent, np.zeros(16_000, dtype=np.float32), 16_000)

@@ -115,7 +115,7 @@ def test_half_a_clip_is_truncated_and_babble_after_it_is_runaway(
 def test_random_weight_model_is_unintelligible(tiny_model_dir: Path, corpus: Corpus, cache_dir: Path) -> None:
     from serve_app.speech.engine import XttsEngine
     from serve_app.speech.profiles import resolve_params
-    from voice_core.audio import encode_audio
+    from voice_core.encode import encode_audio
     from voice_core.xtts_model import load_xtts
 
     model, report = load_xtts(tiny_model_dir, device="cpu")

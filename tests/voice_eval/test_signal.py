@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.voice_eval.conftest import SR, babble
-from voice_core.audio import decode_audio
+from voice_core.decode import decode_audio
 from voice_eval.signal import analyse_signal, expected_speech_s
 
 
