@@ -25,6 +25,12 @@ def clip_id(source_id: str, index: int) -> str:
     return f"{source_id}-{index:05d}"
 
 
+def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that name a field of the dataclass ``cls``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {key: value for key, value in data.items() if key in names}
+
+
 @dataclass
 class ClipRecord:
     """One clip: where it lies in its source, what was said, and how good it is.
@@ -92,8 +98,7 @@ class ClipRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClipRecord:
         """Inverse of :meth:`to_dict` (derived and unknown keys are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass
@@ -128,9 +133,8 @@ class SourceRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SourceRecord:
-        """Inverse of :meth:`to_dict`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        return cls(**_known_fields(cls, data))
 
 
 @dataclass
