@@ -4,6 +4,11 @@ Exit status: 0 when the dataset holds at least one clip, 1 when nothing usable w
 the options or inputs are invalid. Works the same locally (a local Ray is started) and under
 ``ray job submit -- python -m data_prep build ...`` (``RAY_ADDRESS`` is set: the job joins it).
 
+The options come from flags, one per field of :class:`~data_prep.config.BuildConfig` (``--help``
+shows each field's description), or from ``--config FILE``: a JSON object of the config's sections
+(:func:`~data_prep.config.write_config_file`), which is how the HTTP API starts builds. Both go
+through :meth:`BuildConfig.from_options`; the two are never merged.
+
 While it runs, the build's state is kept in ``progress.json`` in the dataset directory (see
 :class:`ProgressFile`), so whoever started it (the HTTP API, a person) can follow it.
 """

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from data_prep import export
+from data_prep.batch import row_values
 from data_prep.config import BuildConfig
 from data_prep.ingest import SourceFile
 from data_prep.records import FAILED, NO_SPEECH, ClipRecord, SourceRecord, clip_id
@@ -100,27 +101,24 @@ def analysis_rows(
         context.enable_progress_bars = saved
 
 
+# Columns of an analysis row copied into a ClipRecord as they are.
+_CLIP_COLUMNS: dict[str, type] = {"source_id": str, "index": int, "text": str, "language": str, "cut_in_word": bool}
+_CLIP_COLUMNS |= dict.fromkeys(
+    ("language_prob", "avg_logprob", "no_speech_prob", "snr_db", "clipping_ratio", "speech_ratio", "peak"), float
+)
+
+
 def clip_from_row(row: dict[str, Any]) -> ClipRecord:
     """The :class:`ClipRecord` of one output row of the analysis stage."""
     embedding = np.asarray(row["embedding"], dtype=np.float64)
+    values = row_values(row, _CLIP_COLUMNS)
     return ClipRecord(
-        id=clip_id(str(row["source_id"]), int(row["index"])),
-        source_id=str(row["source_id"]),
-        index=int(row["index"]),
+        id=clip_id(values["source_id"], values["index"]),
         start_s=round(float(row["start_s"]), 4),
         end_s=round(float(row["end_s"]), 4),
-        text=str(row["text"]),
-        language=str(row["language"]),
-        language_prob=float(row["language_prob"]),
-        avg_logprob=float(row["avg_logprob"]),
-        no_speech_prob=float(row["no_speech_prob"]),
-        snr_db=float(row["snr_db"]),
-        clipping_ratio=float(row["clipping_ratio"]),
-        speech_ratio=float(row["speech_ratio"]),
-        peak=float(row["peak"]),
-        cut_in_word=bool(row["cut_in_word"]),
         words=json.loads(str(row["words"])),
         embedding=[round(float(v), 6) for v in embedding] if np.any(embedding) else [],
+        **values,
     )
 
 

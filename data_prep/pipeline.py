@@ -227,10 +227,7 @@ def build_dataset(
     out = Path(output_dir).expanduser().absolute()
     model = resolve_model(config.transcribe.model, Path(cache_dir) / "whisper")
     out.mkdir(parents=True, exist_ok=True)
-    completed = export.load_completed(out)
-    files, issues = ingest.expand_inputs(inputs, out / "downloads")
-    sources, bad = ingest.identify_sources(files, {sid: done.record for sid, done in completed.items()})
-    plan = plan_sources(sources, completed, config.analysis_key(), redo)
+    plan, rejected = _ingest(inputs, out, config, redo)
     timings = {"ingest": time.perf_counter() - started}
 
     def notify(stage: str, **state: Any) -> None:
@@ -269,10 +266,18 @@ def build_dataset(
         exported = export_dataset(out, clips, records, config, ray)
         timings["export"] = time.perf_counter() - phase
     timings["total"] = time.perf_counter() - started
-    report = _report(out, config, model, placement, language, records, [*issues, *bad], new, clips, exported)
+    report = _report(out, config, model, placement, language, records, rejected, new, clips, exported)
     report.notes, report.timings_s = notes + exported.notes, timings
     export.write_manifest(out, report.to_dict())
     return report
+
+
+def _ingest(inputs: Sequence[str], out: Path, config: BuildConfig, redo: bool) -> tuple[SourcePlan, list[SourceRecord]]:
+    """Find, fetch and identify the inputs and plan their analysis; returns the plan and the unusable inputs."""
+    completed = export.load_completed(out)
+    files, issues = ingest.expand_inputs(inputs, out / "downloads")
+    sources, bad = ingest.identify_sources(files, {sid: done.record for sid, done in completed.items()})
+    return plan_sources(sources, completed, config.analysis_key(), redo), [*issues, *bad]
 
 
 def _report(

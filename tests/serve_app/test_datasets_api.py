@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from data_prep.config import BuildConfig
 from serve_app import dataset_builds, ray_jobs
 from serve_app.datasets import BuildOptions, DatasetStore, check_options
 from tests.data_prep.corpus import speak_recording
@@ -200,7 +201,7 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     assert argv[argv.index("--output") + 1] == str(storage.datasets / "ds")
     assert argv[argv.index("--no-progress")] and "--language" not in argv  # the options travel as JSON
     config = json.loads(Path(argv[argv.index("--config") + 1]).read_text())
-    assert config == check_options(options, settings.dataset_build_cpus).to_dict()
+    assert BuildConfig.from_options(config) == check_options(options, settings.dataset_build_cpus)
     assert config["resources"]["transcribe_num_cpus"] == 0.5  # half of AVS_DATASET_BUILD_CPUS=1
 
     assert dataset_builds.describe(store, "ds", settings)["status"] == "building"
