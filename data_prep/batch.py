@@ -77,3 +77,8 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         else:
             batch[key] = np.asarray(values)
     return batch
+
+
+def row_values(row: Mapping[str, Any], columns: Mapping[str, type]) -> dict[str, Any]:
+    """Columns of one row as plain Python values (``{"index": int, "text": str}`` -> ``{"index": 3, ...}``)."""
+    return {name: kind(row[name]) for name, kind in columns.items()}

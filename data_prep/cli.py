@@ -4,6 +4,11 @@ Exit status: 0 when the dataset holds at least one clip, 1 when nothing usable w
 the options or inputs are invalid. Works the same locally (a local Ray is started) and under
 ``ray job submit -- python -m data_prep build ...`` (``RAY_ADDRESS`` is set: the job joins it).
 
+The options come from flags, one per field of :class:`~data_prep.config.BuildConfig` (``--help``
+shows each field's description), or from ``--config FILE``: a JSON object of the config's sections
+(:func:`~data_prep.config.write_config_file`), which is how the HTTP API starts builds. Both go
+through :meth:`BuildConfig.from_options`; the two are never merged.
+
 While it runs, the build's state is kept in ``progress.json`` in the dataset directory (see
 :class:`ProgressFile`), so whoever started it (the HTTP API, a person) can follow it.
 """
@@ -11,47 +16,21 @@ While it runs, the build's state is kept in ``progress.json`` in the dataset dir
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_prep.config import AUTO_LANGUAGE, SUPPORTED_LANGUAGES, BuildConfig, replace_options
+from data_prep.config import SECTIONS, BuildConfig, InvalidOptionError, read_config_file
 from data_prep.records import BuildReport
 from voice_core.errors import ConfigError, InvalidInputError, ModelError
 
-# flag -> (section, field); values are parsed by the flag's type.
-_FLAGS: dict[str, tuple[str, str, Any, str]] = {
-    "--min-clip-s": ("segment", "min_clip_s", float, "shortest clip in seconds (default 1.0)"),
-    "--max-clip-s": ("segment", "max_clip_s", float, "longest clip in seconds (default 11.6)"),
-    "--pad-ms": ("segment", "pad_ms", int, "silence kept around the speech of a clip (default 150)"),
-    "--beam-size": ("transcribe", "beam_size", int, "decoder beam width (default 5)"),
-    "--device": ("transcribe", "device", str, "auto, cpu or cuda (default auto: CUDA when the cluster has GPUs)"),
-    "--eval-fraction": ("export", "eval_fraction", float, "share of the evaluation split (default 0.1)"),
-    "--min-snr-db": ("filters", "min_snr_db", None, "lowest estimated SNR in dB, or 'none' (default 15)"),
-    "--min-speaker-similarity": (
-        "filters",
-        "min_speaker_similarity",
-        None,
-        "lowest cosine similarity to the main speaker, or 'none' to skip the check (default 0.8)",
-    ),
-    "--segment-num-cpus": ("resources", "segment_num_cpus", float, "CPUs per decode/VAD actor (default 0.25)"),
-    "--transcribe-num-cpus": (
-        "resources",
-        "transcribe_num_cpus",
-        float,
-        "CPUs per transcriber actor; on CPU it runs one decoding worker per CPU (default: share the cluster's "
-        "free CPUs)",
-    ),
-    "--transcribe-num-gpus": ("resources", "transcribe_num_gpus", float, "GPUs per transcriber (default: 1 if any)"),
-    "--transcribe-pool-size": ("resources", "transcribe_pool_size", int, "number of transcriber actors (default 1)"),
-    "--batch-size": ("resources", "transcribe_batch_size", int, "clips per transcriber call (default 4)"),
-    "--analyze-num-cpus": ("resources", "analyze_num_cpus", float, "CPUs per analysis actor (default 0.25)"),
-    "--local-num-cpus": ("resources", "local_num_cpus", int, "CPUs of the local Ray when no cluster is set"),
-}
+# Extra spellings of option flags (the flag of every option is ``--`` and its field name with dashes).
+_ALIASES: dict[str, tuple[str, ...]] = {"transcribe_batch_size": ("--batch-size",), "language": ("-l",)}
 
 
 def _value(text: str) -> Any:
@@ -68,6 +47,40 @@ def _value(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def option_fields() -> Iterator[tuple[str, dataclasses.Field[Any]]]:
+    """Every option of :class:`BuildConfig` as ``(section, field)``; each field name is unique across sections."""
+    for section, options in SECTIONS.items():
+        for option in dataclasses.fields(options):
+            yield section, option
+
+
+_METAVARS = {"float": "X", "int": "N", "str": "TEXT", "bool": "true|false", "float | None": "X|none"}
+_METAVARS |= {"int | None": "N|none", "tuple[float, ...]": "[X, ...]"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_options(build: argparse.ArgumentParser) -> None:
+    """One flag per option, its help from the field's description (the default is added)."""
+    group = build.add_argument_group("options (each also settable in the --config file)")
+    for section, option in option_fields():
+        default = "none" if option.default is None else json.dumps(option.default)
+        text = f"{option.metadata['help']} ({section}.{option.name}; default {default})"
+        kind = str if option.type in ("str", str) else _value
+        group.add_argument(
+            _flag(option.name),
+            *_ALIASES.get(option.name, ()),
+            dest=option.name,
+            type=kind,
+            choices=option.metadata.get("choices"),
+            default=argparse.SUPPRESS,
+            metavar=_METAVARS.get(str(option.type), "VALUE") if "choices" not in option.metadata else None,
+            help=text,
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m data_prep``."""
     main = argparse.ArgumentParser(prog="python -m data_prep", description="Build XTTS fine-tuning datasets.")
@@ -76,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
         "build",
         help="turn recordings of one speaker into an LJSpeech-style dataset",
         description="Turn recordings of one speaker into an LJSpeech-style dataset (wavs/, metadata.csv, "
-        "train/eval splits, manifest.json). Running again on the same directory skips finished recordings.",
+        "train/eval splits, manifest.json). Running again on the same directory skips finished recordings. "
+        "Options come from flags (--language is then required) or from a --config file, never both.",
     )
     build.add_argument(
         "--input",
@@ -91,21 +105,21 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--output", "-o", type=Path, metavar="DATASET_DIR", help="dataset directory")
     where.add_argument("--name", metavar="NAME", help="dataset name under <storage_root>/datasets/")
     build.add_argument(
-        "--language",
-        "-l",
-        required=True,
-        choices=[*SUPPORTED_LANGUAGES, AUTO_LANGUAGE],
-        help="language spoken (auto: detected; needs a multilingual model)",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='read every option from a JSON object shaped like manifest.json\'s config ({"segment": '
+        '{"max_clip_s": 10}, ...}; sections and fields left out keep their defaults); not combinable with '
+        "option flags or --set",
     )
-    build.add_argument("--model", default="tiny.en", help="tiny.en, base, or a local CTranslate2 model directory")
-    for flag, (_, _, kind, text) in _FLAGS.items():
-        build.add_argument(flag, type=kind or _value, default=argparse.SUPPRESS, help=text)
+    _add_options(build)
     build.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.FIELD=VALUE",
-        help="any other option, e.g. filters.min_avg_logprob=-0.8 or segment.split_silence_ms=400 (repeatable)",
+        help="an option by its full name, e.g. filters.min_avg_logprob=-0.8 or segment.split_silence_ms=400 "
+        "(repeatable)",
     )
     build.add_argument("--redo", action="store_true", help="analyse every given recording again")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -113,24 +127,47 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    """Build the validated configuration from parsed arguments.
+def options_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The options given as flags and ``--set``, as :meth:`BuildConfig.from_options` takes them.
 
     Raises:
-        ConfigError: an option is unknown or out of range.
+        InvalidOptionError: a ``--set`` item is not ``SECTION.FIELD=VALUE``.
     """
-    sections: dict[str, dict[str, Any]] = {"transcribe": {"model": args.model, "language": args.language}}
-    for flag, (section, field, _, _) in _FLAGS.items():
-        dest = flag.lstrip("-").replace("-", "_")
-        if hasattr(args, dest):  # absent unless given (SUPPRESS), so 'none' can switch a filter off
-            sections.setdefault(section, {})[field] = getattr(args, dest)
+    sections: dict[str, dict[str, Any]] = {}
+    for section, option in option_fields():
+        if hasattr(args, option.name):  # absent unless given (SUPPRESS), so 'none' can switch a filter off
+            sections.setdefault(section, {})[option.name] = getattr(args, option.name)
     for item in args.set:
         name, sep, raw = item.partition("=")
         section, dot, field = name.strip().partition(".")
         if not sep or not dot:
-            raise ConfigError(f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. filters.min_snr_db=10")
+            raise InvalidOptionError("set", f"--set {item!r}: write SECTION.FIELD=VALUE, e.g. filters.min_snr_db=10")
         sections.setdefault(section, {})[field] = _value(raw)
-    return replace_options(BuildConfig(), **sections).validate()
+    return sections
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """Build the validated configuration from parsed arguments: the ``--config`` file or the flags.
+
+    Raises:
+        InvalidOptionError: an option is unknown or out of range, ``--config`` comes with option flags,
+            or neither ``--config`` nor ``--language`` is given.
+    """
+    options = options_from_args(args)
+    if args.config is not None:
+        if options:
+            given = ", ".join(f"{section}.{name}" for section, values in options.items() for name in values)
+            raise InvalidOptionError(
+                "config",
+                f"--config {args.config} was given with option flags ({given}); put every option in the file, "
+                "or drop --config and pass flags only",
+            )
+        return read_config_file(args.config)
+    if "language" not in options.get("transcribe", {}):
+        raise InvalidOptionError(
+            "transcribe.language", "--language is required (or give every option in a JSON file with --config FILE)"
+        )
+    return BuildConfig.from_options(options)
 
 
 def _table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -141,6 +141,24 @@ def metadata_text(clips: Sequence[ClipRecord]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def validate_clips(kept: Sequence[ClipRecord]) -> None:
+    """Check the clips about to be exported, before anything is written.
+
+    Raises:
+        ValueError: two clips share an id, an id is not a safe file name or ``metadata.csv`` field, or a
+            clip's span is empty; the message names the clip.
+    """
+    seen: set[str] = set()
+    for clip in kept:
+        if clip.id in seen:
+            raise ValueError(f"clip id {clip.id!r} appears twice; clip ids must be unique within a dataset")
+        seen.add(clip.id)
+        if not clip.id or any(char in clip.id for char in "/\\|\n") or clip.id.startswith("."):
+            raise ValueError(f"clip id {clip.id!r} cannot name a WAV or a metadata.csv row")
+        if not clip.end_s > clip.start_s:
+            raise ValueError(f"clip {clip.id!r} spans {clip.start_s} to {clip.end_s} s: its end must follow its start")
+
+
 def write_metadata(output_dir: Path, kept: Sequence[ClipRecord], eval_fraction: float) -> tuple[int, int]:
     """Write ``metadata.csv`` and the two split files.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 # Source statuses.
 PROCESSED = "processed"  # analysed in this run
@@ -25,8 +25,22 @@ def clip_id(source_id: str, index: int) -> str:
     return f"{source_id}-{index:05d}"
 
 
+class _Record:
+    """The JSON round trip of the record dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict` (derived and unknown keys are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
 @dataclass
-class ClipRecord:
+class ClipRecord(_Record):
     """One clip: where it lies in its source, what was said, and how good it is.
 
     Attributes:
@@ -85,19 +99,13 @@ class ClipRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the derived duration."""
-        data = dataclasses.asdict(self)
+        data = super().to_dict()
         data["duration_s"] = round(self.duration_s, 4)
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClipRecord:
-        """Inverse of :meth:`to_dict` (derived and unknown keys are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
-
 
 @dataclass
-class SourceRecord:
+class SourceRecord(_Record):
     """One input recording.
 
     Attributes:
@@ -121,16 +129,6 @@ class SourceRecord:
     clips: int = 0
     kept: int = 0
     origin: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SourceRecord:
-        """Inverse of :meth:`to_dict`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from data_prep.batch import batch_rows, require_columns, rows_to_batch
+from data_prep.batch import batch_rows, require_columns, row_values, rows_to_batch
 from data_prep.config import ANALYSIS_SAMPLE_RATE_HZ, SegmentOptions
 
 FRAME_S = 0.01
@@ -336,15 +336,12 @@ def _source_row(
     }
 
 
+# Columns of a segment row that make a PlannedClip (besides its regions).
+_PLANNED_COLUMNS: dict[str, type] = {"index": int, "left_pause": bool, "right_pause": bool}
+_PLANNED_COLUMNS |= dict.fromkeys(("speech_start_s", "speech_end_s", "window_start_s", "window_end_s"), float)
+
+
 def planned_from_row(row: dict[str, Any]) -> PlannedClip:
     """Rebuild the :class:`PlannedClip` a segment row describes."""
-    return PlannedClip(
-        index=int(row["index"]),
-        speech_start_s=float(row["speech_start_s"]),
-        speech_end_s=float(row["speech_end_s"]),
-        window_start_s=float(row["window_start_s"]),
-        window_end_s=float(row["window_end_s"]),
-        left_pause=bool(row["left_pause"]),
-        right_pause=bool(row["right_pause"]),
-        regions=tuple((float(a), float(b)) for a, b in json.loads(row["regions"])),
-    )
+    values = row_values(row, _PLANNED_COLUMNS)
+    return PlannedClip(regions=tuple((float(a), float(b)) for a, b in json.loads(row["regions"])), **values)

@@ -1,20 +1,21 @@
 """Starting and following dataset builds, run by :mod:`serve_app.runs` (a Ray Job, else a detached actor).
 
-The command is ``python -m data_prep build --input ... --output ...``; an actor-run build writes its
-output to ``build.log`` and its outcome into ``build.json`` when it ends.
+The command is ``python -m data_prep build --config build_config.json --input ... --output ...``; an
+actor-run build writes its output to ``build.log`` and its outcome into ``build.json`` when it ends.
 """
 
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from data_prep.config import write_config_file
 from serve_app import runs
 from serve_app.datasets.service import (
     BUILDING,
+    CONFIG,
     FAILED,
     LOG,
     PROGRESS,
@@ -22,6 +23,7 @@ from serve_app.datasets.service import (
     RECORD,
     BuildOptions,
     DatasetStore,
+    check_options,
     cli_args,
     manifest_summary,
     new_record,
@@ -53,10 +55,11 @@ def submit(
     output = store.dataset_dir(name)
     output.mkdir(parents=True, exist_ok=True)
     (output / PROGRESS).unlink(missing_ok=True)  # an earlier build's; the new build writes its own
+    config_file = write_config_file(check_options(options, settings.dataset_build_cpus), output / CONFIG)
     record = new_record(name, options, source, previous)
     record["job_id"] = job_id = f"dataset-{name}-{secrets.token_hex(4)}"
     store.save_record(record)  # visible as building at once; the runner is set below
-    argv = [sys.executable, *cli_args(options, store.recordings_dir(source), output, settings.dataset_build_cpus)]
+    argv = runs.python_argv(*cli_args(config_file, store.recordings_dir(source), output))
     reason = runs.submit_job(job_id, argv, settings, {"avs_dataset": name})
     if reason is None:
         record.update(runner=RAY_JOB, job_status="PENDING")

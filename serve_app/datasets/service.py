@@ -5,6 +5,7 @@ Layout under the storage root::
     recordings/<name>/          recordings uploaded with ``POST /datasets`` (or placed there by an operator)
     datasets/<name>/            the data_prep output (``wavs/``, ``metadata.csv``, ``manifest.json``, ...)
         build.json              the API's record of the latest build: options, runner, job id, outcome
+        build_config.json       the data_prep options of the latest build (``python -m data_prep build --config``)
         build.log               output of builds that ran as a Ray actor (Ray Jobs keep their own logs)
         progress.json           written by the data_prep CLI as the build goes
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from data_prep.config import SegmentOptions
+from data_prep.config import BuildConfig, InvalidOptionError, SegmentOptions
 from voice_core.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from voice_core.storage import Storage, atomic_write_json, atomic_writer, is_within, read_json, validate_component
 
@@ -31,13 +32,14 @@ BUILDING, READY, FAILED = "building", "ready", "failed"
 RECORD, LOG, PROGRESS, MANIFEST, CLIPS = "build.json", "build.log", "progress.json", "manifest.json", "clips.json"
 RECORDINGS = "recordings"
 COPY_CHUNK_BYTES = 1 << 20
-# data_prep option names (as its errors spell them) -> request fields.
-_OPTION_FIELDS = (
-    ("segment.min_clip_s", "min_clip_s"),
-    ("segment.max_clip_s", "max_clip_s"),
-    ("option model=", "whisper_model"),
-    ("language", "language"),
-)
+CONFIG = "build_config.json"
+# data_prep options -> the request fields they come from.
+_OPTION_FIELDS = {
+    "segment.min_clip_s": "min_clip_s",
+    "segment.max_clip_s": "max_clip_s",
+    "transcribe.model": "whisper_model",
+    "transcribe.language": "language",
+}
 
 
 @dataclass(frozen=True)
@@ -66,41 +68,41 @@ class BuildOptions:
         return [f"{key}: {other.get(key)!r} -> {value!r}" for key, value in mine.items() if other.get(key) != value]
 
 
-def cli_args(options: BuildOptions, input_dir: Path, output_dir: Path, build_cpus: float) -> list[str]:
+def cli_args(config_file: Path, input_dir: Path, output_dir: Path) -> list[str]:
     """Arguments of ``python -m data_prep`` for one build (without the interpreter).
 
-    The Ray Data stages get fractions of ``build_cpus`` so a build fits next to the service's replicas.
+    The options travel as the JSON file written from :func:`check_options`' config, never as
+    command-line text.
     """
-    quarter = build_cpus / 4
     return [
-        *("-m", "data_prep", "build", "--input", str(input_dir), "--output", str(output_dir)),
-        *("--language", options.language, "--model", options.whisper_model),
-        *("--min-clip-s", f"{options.min_clip_s:g}", "--max-clip-s", f"{options.max_clip_s:g}"),
-        *("--segment-num-cpus", f"{quarter:g}", "--transcribe-num-cpus", f"{2 * quarter:g}"),
-        *("--analyze-num-cpus", f"{quarter:g}", "--set", f"resources.export_num_cpus={quarter:g}"),
-        "--no-progress",
+        *("-m", "data_prep", "build", "--config", str(config_file)),
+        *("--input", str(input_dir), "--output", str(output_dir), "--no-progress"),
     ]
 
 
-def check_options(options: BuildOptions, build_cpus: float) -> None:
-    """Validate the options exactly as the data_prep CLI will, before anything is written or started.
+def check_options(options: BuildOptions, build_cpus: float) -> BuildConfig:
+    """The validated data_prep configuration of a build, checked before anything is written or started.
+
+    The Ray Data stages get fractions of ``build_cpus`` so a build fits next to the service's replicas.
 
     Raises:
-        InvalidInputError: an option is out of range or does not fit the others; names the field.
+        InvalidInputError: an option is out of range or does not fit the others; names the request field.
     """
-    from data_prep.cli import config_from_args, parser
-    from voice_core.errors import ConfigError
-
+    quarter = build_cpus / 4
+    values = {
+        "transcribe": {"language": options.language, "model": options.whisper_model},
+        "segment": {"min_clip_s": options.min_clip_s, "max_clip_s": options.max_clip_s},
+        "resources": {
+            "segment_num_cpus": quarter,
+            "transcribe_num_cpus": 2 * quarter,
+            "analyze_num_cpus": quarter,
+            "export_num_cpus": quarter,
+        },
+    }
     try:
-        config_from_args(parser().parse_args(cli_args(options, Path("in"), Path("out"), build_cpus)[2:]))
-    except ConfigError as exc:
-        text = str(exc).replace("--model base", "whisper_model 'base'")
-        field = next((name for needle, name in _OPTION_FIELDS if needle in text), "options")
-        raise InvalidInputError(f"field '{field}': {text}") from None
-    except SystemExit:  # argparse rejected a value the request model let through
-        raise InvalidInputError(
-            "the build options are invalid; check language, whisper_model and clip lengths"
-        ) from None
+        return BuildConfig.from_options(values)
+    except InvalidOptionError as exc:
+        raise InvalidInputError(f"field '{_OPTION_FIELDS.get(exc.field, 'options')}': {exc}") from None
 
 
 def tail(path: Path, max_bytes: int = 4000) -> str | None:

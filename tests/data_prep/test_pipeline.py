@@ -19,8 +19,9 @@ from data_prep.cli import main
 from data_prep.config import BuildConfig, ResourceOptions
 from data_prep.export import cut_source
 from data_prep.normalize import normalize_text
-from data_prep.pipeline import MIN_TRANSCRIBE_CPUS, _placement, build_dataset
+from data_prep.pipeline import build_dataset
 from data_prep.records import BuildReport
+from data_prep.runtime import MIN_TRANSCRIBE_CPUS, place_transcribers
 from tests.data_prep.corpus import MAIN_A, MORE, SAMPLE_RATE, Corpus, make_corpus, speak_recording
 from voice_core.errors import ConfigError
 
@@ -242,17 +243,17 @@ def test_placement_shares_the_free_cpus_among_the_transcribers(ray_session: int)
     import ray
 
     free = float(ray.available_resources().get("CPU", 0))
-    placement = _placement(BuildConfig())
+    placement = place_transcribers(BuildConfig())
     expected = max(MIN_TRANSCRIBE_CPUS, round(min(free - 0.5, float(ray.cluster_resources()["CPU"])), 4))
     assert (placement.device, placement.compute_type, placement.num_gpus) == ("cpu", "int8", 0.0)
     assert placement.num_cpus == expected and placement.cpu_threads == 1
     assert placement.workers == max(1, int(expected + 0.5))
-    two = _placement(BuildConfig(resources=ResourceOptions(transcribe_pool_size=2)))
+    two = place_transcribers(BuildConfig(resources=ResourceOptions(transcribe_pool_size=2)))
     assert two.num_cpus == max(MIN_TRANSCRIBE_CPUS, round((free - 0.5) / 2, 4))
-    explicit = _placement(CONFIG)
+    explicit = place_transcribers(CONFIG)
     assert (explicit.num_cpus, explicit.workers) == (1.0, 1)
     with pytest.raises(ConfigError, match=r"need 8\.5 CPUs"):
-        _placement(BuildConfig(resources=ResourceOptions(transcribe_num_cpus=8.0)))
+        place_transcribers(BuildConfig(resources=ResourceOptions(transcribe_num_cpus=8.0)))
 
 
 def test_parallel_decoding_workers_give_the_same_results(built: Built) -> None:

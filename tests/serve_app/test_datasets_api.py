@@ -13,11 +13,13 @@ import shlex
 import sys
 import time
 import wave
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from data_prep.config import BuildConfig
 from serve_app import runs
 from serve_app.datasets import builds
 from serve_app.datasets.service import BuildOptions, DatasetStore, check_options
@@ -198,7 +200,10 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     assert argv[:3] == ["-m", "data_prep", "build"]
     assert argv[argv.index("--input") + 1] == str(store.recordings / "src")
     assert argv[argv.index("--output") + 1] == str(storage.datasets / "ds")
-    assert argv[argv.index("--transcribe-num-cpus") + 1] == "0.5"  # half of AVS_DATASET_BUILD_CPUS=1
+    assert argv[argv.index("--no-progress")] and "--language" not in argv  # the options travel as JSON
+    config = json.loads(Path(argv[argv.index("--config") + 1]).read_text())
+    assert BuildConfig.from_options(config) == check_options(options, settings.dataset_build_cpus)
+    assert config["resources"]["transcribe_num_cpus"] == 0.5  # half of AVS_DATASET_BUILD_CPUS=1
 
     assert builds.describe(store, "ds", settings)["status"] == "building"
     jobs.status = "FAILED"
@@ -220,9 +225,18 @@ def test_cli_built_dataset_is_listed_from_its_files(settings: Settings, storage:
 
 
 def test_options_are_checked_as_the_cli_checks_them() -> None:
-    check_options(BuildOptions(language="pt", whisper_model="base"), 1.0)
+    config = check_options(BuildOptions(language="pt", whisper_model="base"), 1.0)
+    assert (config.transcribe.language, config.transcribe.model, config.resources.analyze_num_cpus) == (
+        "pt",
+        "base",
+        0.25,
+    )
     with pytest.raises(InvalidInputError, match="field 'max_clip_s'"):
         check_options(BuildOptions(language="en", whisper_model="tiny.en", min_clip_s=5, max_clip_s=5), 1.0)
+    with pytest.raises(InvalidInputError, match=r"field 'language'.*English-only"):
+        check_options(BuildOptions(language="pt", whisper_model="tiny.en"), 1.0)
+    with pytest.raises(InvalidInputError, match="field 'whisper_model'"):
+        check_options(BuildOptions(language="en", whisper_model=""), 1.0)
 
 
 def test_uploads_are_stored_safely(storage: Storage) -> None:
