@@ -74,10 +74,7 @@ class FinetuneConfig(BaseModel):
         description="use autocast (bf16 when supported, else fp16 with a grad scaler) on CUDA; ignored on CPU",
     )
     checkpoint_every_steps: int = Field(
-        default=500,
-        ge=0,
-        description="optimizer steps between checkpoints (one is always written at each epoch end); "
-        "0 writes epoch-end checkpoints only",
+        default=500, ge=0, description="optimizer steps between checkpoints, besides one at each epoch end (0: none)"
     )
     keep_checkpoints: int = Field(
         default=3, ge=1, le=1000, description="checkpoints kept, by lowest eval loss (the latest is always kept too)"
