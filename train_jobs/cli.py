@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
+from pydantic.fields import FieldInfo
+
 from train_jobs.config import FinetuneConfig, parse_config, read_config_file
 from train_jobs.methods import METHODS
 from train_jobs.search import SEARCHABLE
@@ -43,18 +45,32 @@ def _scalar_type(annotation: Any) -> Any:
     return annotation if annotation in (int, float, str) else str
 
 
+def _help(name: str, field: FieldInfo, required: bool) -> str:
+    """A flag's help: the field's description, then its default (or that it is required)."""
+    if name in REQUIRED:
+        return f"{field.description} (required{'' if required else ' unless --config'})"
+    default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+    return f"{field.description} (default: {default})"
+
+
 def _add_config_options(
     parser: argparse.ArgumentParser, *, lists: frozenset[str] = frozenset(), required: bool = True
 ) -> None:
     for name, field in FinetuneConfig.model_fields.items():
         flag, annotation = _flag(name), field.annotation
-        help_text = f"(default: {field.default!r})"
-        if name in REQUIRED:
-            help_text = "(required)" if required else "(required unless --config)"
+        help_text = _help(name, field, required)
         if annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif name in lists or get_origin(annotation) is tuple:
-            parser.add_argument(flag, dest=name, default=None, metavar="A,B,...", help=f"comma-separated {help_text}")
+        elif name in lists:
+            parser.add_argument(
+                flag,
+                dest=name,
+                default=None,
+                metavar="A,B,...",
+                help=f"{help_text}; comma-separated values are searched",
+            )
+        elif get_origin(annotation) is tuple:
+            parser.add_argument(flag, dest=name, default=None, metavar="A,B,...", help=f"{help_text}; comma-separated")
         elif name == "method":
             parser.add_argument(flag, dest=name, choices=sorted(METHODS), default=None, help=help_text)
         else:
@@ -195,11 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "checkpoints":
-            from train_jobs.export import run_checkpoints
+            from voice_core.checkpoints import TRAINING_COLUMNS, training_checkpoints
             from voice_core.storage import Storage
 
-            rows = run_checkpoints(Storage.from_settings(settings).run_dir(args.run))
-            print(_table(rows, ("name", "step", "epoch", "eval_loss", "train_loss", "epoch_end")) if rows else "none")
+            storage = Storage.from_settings(settings)
+            rows = training_checkpoints(storage.root, args.run, storage.allowed_mounts)
+            print(_table(rows, TRAINING_COLUMNS) if rows else "none")
             return 0
         if args.command == "search":
             from train_jobs.search import search

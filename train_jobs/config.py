@@ -36,75 +36,79 @@ RESOURCE_FIELDS: frozenset[str] = frozenset(
 class FinetuneConfig(BaseModel):
     """Everything a fine-tuning run needs; unknown keys are rejected.
 
-    Attributes:
-        dataset: an LJSpeech dataset directory (``metadata_train.csv``/``metadata_eval.csv`` or
-            ``metadata.csv``, ``wavs/``), or a dataset name under ``storage/datasets``.
-        base_model: the model id to fine-tune (a directory under ``storage/models``).
-        method: ``lora`` (peft adapter on the GPT blocks) or ``full`` (the whole GPT trains).
-        run_name: the run directory under ``storage/runs``; the same name resumes.
-        language: the dataset language; None reads it from the dataset's ``manifest.json``.
-        epochs: passes over the training split.
-        batch_size: clips per step per worker.
-        grad_accum_steps: micro-batches per optimizer step.
-        lr: peak learning rate (AdamW, betas 0.9/0.96, weight decay on weights only).
-        weight_decay: AdamW weight decay of weight matrices (not biases, norms, embeddings).
-        warmup_steps: optimizer steps of linear warm-up before the linear decay to zero.
-        max_grad_norm: gradient clipping norm (0 disables clipping).
-        mixed_precision: use autocast (bf16 when supported, else fp16 with a grad scaler) on CUDA;
-            ignored on CPU.
-        checkpoint_every_steps: optimizer steps between checkpoints (one is always written at
-            each epoch end); 0 writes epoch-end checkpoints only.
-        keep_checkpoints: checkpoints kept, by lowest eval loss (the latest is always kept too).
-        lora_rank: LoRA rank.
-        lora_alpha: LoRA alpha (scaling = alpha / rank).
-        lora_dropout: LoRA dropout.
-        lora_targets: GPT-2 module names LoRA wraps.
-        test_sentences: synthesised into ``samples/epoch_<N>.wav`` after every epoch.
-        min_audio_s: the least total training audio accepted (seconds).
-        max_text_tokens: longest transcript in tokens the GPT is trained on (the XTTS recipe: 200).
-        seed: seeds sampling of clips and conditioning slices.
-        num_workers: Ray Train workers (DDP when more than one).
-        use_gpu: one GPU per worker (or ``gpus_per_worker``).
-        cpus_per_worker: CPUs reserved by each worker.
-        gpus_per_worker: GPUs per worker when ``use_gpu``.
-        max_failures: worker failures the run recovers from (from the latest checkpoint).
-        gradient_checkpointing: recompute the GPT blocks' activations in the backward pass (less
-            memory, about a third more compute; same losses and gradients).
-        progress_bar: draw a progress bar on the driver's terminal.
+    Each field's ``description`` documents it (and is the ``--help`` text of the CLI flags).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str
-    base_model: str
-    method: MethodName = "lora"
-    run_name: str
-    language: str | None = None
-    epochs: int = Field(default=10, ge=1, le=10_000)
-    batch_size: int = Field(default=4, ge=1, le=512)
-    grad_accum_steps: int = Field(default=1, ge=1, le=1024)
-    lr: float = Field(default=5e-6, gt=0, le=1.0)
-    weight_decay: float = Field(default=1e-2, ge=0, le=1.0)
-    warmup_steps: int = Field(default=0, ge=0)
-    max_grad_norm: float = Field(default=1.0, ge=0)
-    mixed_precision: bool = True
-    checkpoint_every_steps: int = Field(default=500, ge=0)
-    keep_checkpoints: int = Field(default=3, ge=1, le=1000)
-    lora_rank: int = Field(default=8, ge=1, le=1024)
-    lora_alpha: int = Field(default=16, ge=1, le=4096)
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1.0)
-    lora_targets: tuple[str, ...] = DEFAULT_TARGET_MODULES
-    test_sentences: tuple[str, ...] = DEFAULT_TEST_SENTENCES
-    min_audio_s: float = Field(default=120.0, ge=0)
-    max_text_tokens: int = Field(default=200, ge=8, le=402)
-    seed: int = 1
-    num_workers: int = Field(default=1, ge=1, le=1024)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(default=1.0, gt=0)
-    gpus_per_worker: float = Field(default=1.0, gt=0)
-    max_failures: int = Field(default=1, ge=-1)
-    gradient_checkpointing: bool = False
-    progress_bar: bool = True
+    dataset: str = Field(
+        description="an LJSpeech dataset directory (metadata_train.csv/metadata_eval.csv or metadata.csv, "
+        "wavs/), or a dataset name under storage/datasets"
+    )
+    base_model: str = Field(description="the model id to fine-tune (a directory under storage/models)")
+    method: MethodName = Field(
+        default="lora", description="lora (peft adapter on the GPT blocks) or full (the whole GPT trains)"
+    )
+    run_name: str = Field(description="the run directory under storage/runs; the same name resumes")
+    language: str | None = Field(
+        default=None, description="the dataset language; unset reads it from the dataset's manifest.json"
+    )
+    epochs: int = Field(default=10, ge=1, le=10_000, description="passes over the training split")
+    batch_size: int = Field(default=4, ge=1, le=512, description="clips per step per worker")
+    grad_accum_steps: int = Field(default=1, ge=1, le=1024, description="micro-batches per optimizer step")
+    lr: float = Field(
+        default=5e-6,
+        gt=0,
+        le=1.0,
+        description="peak learning rate (AdamW, betas 0.9/0.96, weight decay on weights only)",
+    )
+    weight_decay: float = Field(
+        default=1e-2, ge=0, le=1.0, description="AdamW weight decay of weight matrices (not biases, norms, embeddings)"
+    )
+    warmup_steps: int = Field(
+        default=0, ge=0, description="optimizer steps of linear warm-up before the cosine decay to a tenth of lr"
+    )
+    max_grad_norm: float = Field(default=1.0, ge=0, description="gradient clipping norm (0 disables clipping)")
+    mixed_precision: bool = Field(
+        default=True,
+        description="use autocast (bf16 when supported, else fp16 with a grad scaler) on CUDA; ignored on CPU",
+    )
+    checkpoint_every_steps: int = Field(
+        default=500, ge=0, description="optimizer steps between checkpoints, besides one at each epoch end (0: none)"
+    )
+    keep_checkpoints: int = Field(
+        default=3, ge=1, le=1000, description="checkpoints kept, by lowest eval loss (the latest is always kept too)"
+    )
+    lora_rank: int = Field(default=8, ge=1, le=1024, description="LoRA rank")
+    lora_alpha: int = Field(default=16, ge=1, le=4096, description="LoRA alpha (scaling = alpha / rank)")
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1.0, description="LoRA dropout")
+    lora_targets: tuple[str, ...] = Field(default=DEFAULT_TARGET_MODULES, description="GPT-2 module names LoRA wraps")
+    test_sentences: tuple[str, ...] = Field(
+        default=DEFAULT_TEST_SENTENCES, description="synthesised into samples/epoch_<N>.wav after every epoch"
+    )
+    min_audio_s: float = Field(default=120.0, ge=0, description="the least total training audio accepted (seconds)")
+    max_text_tokens: int = Field(
+        default=200,
+        ge=8,
+        le=402,
+        description="longest transcript in tokens the GPT is trained on (the XTTS recipe: 200)",
+    )
+    seed: int = Field(default=1, description="seeds sampling of clips and conditioning slices")
+    num_workers: int = Field(default=1, ge=1, le=1024, description="Ray Train workers (DDP when more than one)")
+    use_gpu: bool = Field(default=False, description="give each worker GPUs (gpus_per_worker of them)")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved by each worker")
+    gpus_per_worker: float = Field(default=1.0, gt=0, description="GPUs per worker when use_gpu is set")
+    max_failures: int = Field(
+        default=1,
+        ge=-1,
+        description="worker failures the run recovers from (from the latest checkpoint); -1 retries without end",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute the GPT blocks' activations in the backward pass (less memory, about a third "
+        "more compute; same losses and gradients)",
+    )
+    progress_bar: bool = Field(default=True, description="draw a progress bar on the driver's terminal")
 
     @field_validator("run_name")
     @classmethod

@@ -172,57 +172,14 @@ def load_training_data(
     shown = shown or str(directory)
     if not directory.is_dir():
         raise InvalidInputError(f"dataset {shown} does not exist; build one with `python -m data_prep build`")
-    language = language or dataset_language(directory)
-    if not language:
-        raise InvalidInputError(f"{shown}/manifest.json names no language; pass --language")
-    vocab = tokenizer.tokenizer.get_vocab() if getattr(tokenizer, "tokenizer", None) else {}
-    if language not in limits.languages or f"[{language}]" not in vocab:
-        raise InvalidInputError(
-            f"the base model's tokenizer has no language {language!r} (it has: {', '.join(limits.languages)}); "
-            "fine-tune a base model that supports it"
-        )
+    language = _checked_language(directory, language, tokenizer, limits, shown)
     problems: list[str] = []
     rows, eval_ids = _splits(directory, problems, shown)
     if not rows and not problems:
         raise InvalidInputError(f"dataset {shown} has no clips in its metadata; build it again with more audio")
-    train: list[Clip] = []
-    evaluation: list[Clip] = []
-    seen: set[str] = set()
-    for name, number, clip_id, text in rows:
-        where = f"{name}:{number}"
-        if clip_id in seen:
-            problems.append(f"{where}: id {clip_id!r} appears twice")
-            continue
-        seen.add(clip_id)
-        wav = directory / WAVS / f"{clip_id}.wav"
-        try:
-            duration = probe_duration(wav)
-        except Exception as exc:  # probing raises several types; the message says what broke
-            problems.append(f"{where}: {WAVS}/{clip_id}.wav unreadable ({str(exc).splitlines()[0][:120]})")
-            continue
-        if duration > limits.max_clip_s:
-            problems.append(
-                f"{where}: clip {clip_id} is {duration:.2f} s, longer than the model's {limits.max_clip_s:.2f} s"
-            )
-            continue
-        tokens = tokenizer.encode(text, language)
-        if 1 in tokens:  # [UNK]
-            problems.append(f"{where}: text has characters the tokenizer cannot encode: {text[:80]!r}")
-            continue
-        if len(tokens) > limits.max_text_tokens:
-            problems.append(f"{where}: text is {len(tokens)} tokens, more than {limits.max_text_tokens}")
-            continue
-        clip = Clip(clip_id, str(wav), text, duration)
-        (evaluation if clip_id in eval_ids else train).append(clip)
+    train, evaluation = _checked_clips(directory, rows, eval_ids, tokenizer, language, limits, problems)
     if problems:
-        shown = problems[:MAX_LISTED_PROBLEMS]
-        more = len(problems) - len(shown)
-        raise InvalidInputError(
-            f"dataset {shown} has {len(problems)} problem(s):\n  "
-            + "\n  ".join(shown)
-            + (f"\n  ... and {more} more" if more else "")
-            + "\nfix or remove these lines (or rebuild the dataset with tighter filters)"
-        )
+        _raise_problems(shown, problems)
     if not train:
         raise InvalidInputError(f"dataset {shown} has no training clips; add recordings")
     notes = []
@@ -236,6 +193,75 @@ def load_training_data(
             f"{min_audio_s:.0f} s required; add recordings or lower --min-audio-s"
         )
     return data
+
+
+def _checked_language(directory: Path, language: str | None, tokenizer: Any, limits: ModelLimits, shown: str) -> str:
+    """The dataset language (given, or from ``manifest.json``), if the tokenizer has it."""
+    language = language or dataset_language(directory)
+    if not language:
+        raise InvalidInputError(f"{shown}/manifest.json names no language; pass --language")
+    vocab = tokenizer.tokenizer.get_vocab() if getattr(tokenizer, "tokenizer", None) else {}
+    if language not in limits.languages or f"[{language}]" not in vocab:
+        raise InvalidInputError(
+            f"the base model's tokenizer has no language {language!r} (it has: {', '.join(limits.languages)}); "
+            "fine-tune a base model that supports it"
+        )
+    return language
+
+
+def _checked_clips(
+    directory: Path,
+    rows: list[tuple[str, int, str, str]],
+    eval_ids: set[str],
+    tokenizer: Any,
+    language: str,
+    limits: ModelLimits,
+    problems: list[str],
+) -> tuple[list[Clip], list[Clip]]:
+    """The usable clips of ``rows`` as ``(train, eval)``; every other row adds its problem to ``problems``."""
+    train: list[Clip] = []
+    evaluation: list[Clip] = []
+    seen: set[str] = set()
+    for name, number, clip_id, text in rows:
+        where = f"{name}:{number}"
+        if clip_id in seen:
+            problems.append(f"{where}: id {clip_id!r} appears twice")
+            continue
+        seen.add(clip_id)
+        clip = _checked_clip(directory / WAVS / f"{clip_id}.wav", clip_id, text, tokenizer, language, limits)
+        if isinstance(clip, str):
+            problems.append(f"{where}: {clip}")
+            continue
+        (evaluation if clip_id in eval_ids else train).append(clip)
+    return train, evaluation
+
+
+def _checked_clip(wav: Path, clip_id: str, text: str, tokenizer: Any, language: str, limits: ModelLimits) -> Clip | str:
+    """The clip, or what is wrong with it: its WAV unreadable or too long, its text unencodable or too long."""
+    try:
+        duration = probe_duration(wav)
+    except Exception as exc:  # probing raises several types; the message says what broke
+        return f"{WAVS}/{clip_id}.wav unreadable ({str(exc).splitlines()[0][:120]})"
+    if duration > limits.max_clip_s:
+        return f"clip {clip_id} is {duration:.2f} s, longer than the model's {limits.max_clip_s:.2f} s"
+    tokens = tokenizer.encode(text, language)
+    if 1 in tokens:  # [UNK]
+        return f"text has characters the tokenizer cannot encode: {text[:80]!r}"
+    if len(tokens) > limits.max_text_tokens:
+        return f"text is {len(tokens)} tokens, more than {limits.max_text_tokens}"
+    return Clip(clip_id, str(wav), text, duration)
+
+
+def _raise_problems(shown: str, problems: list[str]) -> None:
+    """Raise one error listing the first :data:`MAX_LISTED_PROBLEMS` problems and counting the rest."""
+    listed = problems[:MAX_LISTED_PROBLEMS]
+    more = len(problems) - len(listed)
+    raise InvalidInputError(
+        f"dataset {shown} has {len(problems)} problem(s):\n  "
+        + "\n  ".join(listed)
+        + (f"\n  ... and {more} more" if more else "")
+        + "\nfix or remove these lines (or rebuild the dataset with tighter filters)"
+    )
 
 
 def steps_per_epoch(clips: int, batch_size: int, workers: int, grad_accum: int) -> tuple[int, int]:

@@ -17,39 +17,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from train_jobs.loop import CHECKPOINT_META
 from train_jobs.methods import is_adapter_checkpoint
 from train_jobs.runner import read_run_record
 from voice_core.adapters import ADAPTER_META, read_adapter_meta
-from voice_core.checkpoints import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from voice_core.checkpoints import ADAPTER_CONFIG, ADAPTER_WEIGHTS, training_checkpoints
 from voice_core.errors import InvalidInputError, NotFoundError
 from voice_core.export import export_checkpoint
 from voice_core.manifest import write_manifest
 from voice_core.models import resolve_model
 from voice_core.settings import Settings
-from voice_core.storage import Storage, atomic_directory, atomic_write_json, read_json, validate_component
-
-CHECKPOINT_PREFIX = "checkpoint_"
+from voice_core.storage import Storage, atomic_directory, atomic_write_json, validate_component
 
 
-def run_checkpoints(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's checkpoints (oldest first) with their step, epoch and losses."""
-    found = []
-    for directory in sorted(run_dir.glob(f"{CHECKPOINT_PREFIX}*")):
-        meta = read_json(directory / CHECKPOINT_META)
-        if meta is None:
-            continue  # being written, or not ours
-        found.append({**meta, "name": directory.name, "path": str(directory)})
-    return sorted(found, key=lambda m: m.get("step", 0))
-
-
-def pick_checkpoint(run_dir: Path, which: str) -> dict[str, Any]:
-    """``best`` (lowest eval loss), ``latest``, or a checkpoint directory name.
+def pick_checkpoint(storage: Storage, run_dir: Path, which: str) -> dict[str, Any]:
+    """``best`` (lowest eval loss), ``latest``, or a checkpoint directory name of the run in ``run_dir``.
 
     Raises:
         NotFoundError: the run has no (such) checkpoint.
     """
-    checkpoints = run_checkpoints(run_dir)
+    checkpoints = training_checkpoints(storage.root, run_dir.name, storage.allowed_mounts)
     if not checkpoints:
         raise NotFoundError(f"run {run_dir.name} has no checkpoints yet in {run_dir}; train it first")
     if which == "latest":
@@ -87,7 +73,7 @@ def export_run(
     record = read_run_record(run_dir)
     if record is None:
         raise NotFoundError(f"no training run {run_name!r} in {storage.runs}")
-    chosen = pick_checkpoint(run_dir, checkpoint)
+    chosen = pick_checkpoint(storage, run_dir, checkpoint)
     source = Path(chosen["path"])
     model_id = validate_component(model_id or run_name, "model id")
     output = storage.model_dir(model_id)

@@ -23,14 +23,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from train_jobs.config import FinetuneConfig
 from train_jobs.methods import enable_gradient_checkpointing, get_method
-from train_jobs.model import TrainingFiles, build_trainer, coqui_trainer_module, trainer_config
+from train_jobs.model import build_trainer, coqui_trainer_module, trainer_config
+from train_jobs.payload import WorkerPayload
 from train_jobs.progress import RunProgress, record_worker
-from voice_core.xtts_model import ModelFiles
+from voice_core.checkpoints import TRAINING_RECORD
 
 STATE_FILE = "training_state.pt"
-CHECKPOINT_META = "avs_checkpoint.json"
 MIN_LR_FRACTION = 0.1
 
 
@@ -76,7 +75,7 @@ def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
 class Worker:
     """One Ray Train worker's model, data and optimizer state."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: WorkerPayload) -> None:
         import ray.train
         import ray.train.torch
         import torch
@@ -84,16 +83,12 @@ class Worker:
 
         dataset = coqui_trainer_module("dataset")
 
-        self.config = FinetuneConfig(**payload["config"])
-        self.run_dir = Path(payload["run_dir"])
+        self.config = payload.config
+        self.run_dir = payload.run_dir
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.device = ray.train.torch.get_device()
-        files = TrainingFiles(
-            ModelFiles(**{k: Path(v) if v else None for k, v in payload["model_files"].items()}),
-            Path(payload["dvae"]),
-            Path(payload["mel_stats"]),
-        )
+        files = payload.files
         cfg = self.config
         self.tconfig = trainer_config(
             files,
@@ -109,11 +104,11 @@ class Worker:
         if cfg.gradient_checkpointing:
             enable_gradient_checkpointing(self.trainer.xtts)
         self.trainer.to(self.device)
-        self.language = payload["language"]
-        self.speaker_wav = payload["speaker_wav"]
+        self.language = payload.language
+        self.speaker_wav = payload.speaker_wav
         tokenizer, rate = self.trainer.xtts.tokenizer, self.tconfig.audio.sample_rate
-        train_set = dataset.XTTSDataset(self.tconfig, payload["train"], tokenizer, rate, is_eval=False)
-        eval_set = dataset.XTTSDataset(self.tconfig, payload["eval"], tokenizer, rate, is_eval=True)
+        train_set = dataset.XTTSDataset(self.tconfig, payload.train, tokenizer, rate, is_eval=False)
+        eval_set = dataset.XTTSDataset(self.tconfig, payload.eval, tokenizer, rate, is_eval=True)
         loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=False, collate_fn=train_set.collate_fn)
         self.loader = ray.train.torch.prepare_data_loader(loader, move_to_device=False)
         self.eval_loader = DataLoader(eval_set, batch_size=cfg.batch_size, collate_fn=eval_set.collate_fn)
@@ -206,7 +201,7 @@ class Worker:
                     "epoch_end": epoch_end,
                     "created_at": time.time(),
                 }
-                (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+                (directory / TRAINING_RECORD).write_text(json.dumps(meta, indent=2), encoding="utf-8")
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
         if self.progress is not None:
@@ -340,11 +335,15 @@ class Worker:
         return path
 
 
-def train_loop_per_worker(payload: dict[str, Any]) -> None:
-    """Ray Train entry point: build the worker, restore the latest checkpoint if any, train."""
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: rebuild the payload, build the worker, restore the latest checkpoint if any, train.
+
+    Args:
+        loop_config: a :class:`WorkerPayload` in its JSON form (``WorkerPayload.loop_config``).
+    """
     import ray.train
 
-    worker = Worker(payload)
+    worker = Worker(WorkerPayload.from_loop_config(loop_config))
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         worker.restore(checkpoint)

@@ -18,6 +18,7 @@ from typing import Any
 from train_jobs.config import FinetuneConfig
 from train_jobs.dataset import TrainingData, load_training_data, model_limits, steps_per_epoch
 from train_jobs.model import base_config, training_files
+from train_jobs.payload import WorkerPayload
 from train_jobs.progress import FAILED, FINISHED, read_progress, update_progress
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.models import resolve_model
@@ -35,7 +36,7 @@ class PreparedRun:
     run_dir: Path
     runs_root: Path
     data: TrainingData
-    payload: dict[str, Any]
+    payload: WorkerPayload
     total_steps: int
     resuming: bool
 
@@ -124,18 +125,16 @@ def prepare_run(config: FinetuneConfig, settings: Settings, *, dataset_in_storag
             },
         )
     _, per_epoch = steps_per_epoch(len(data.train), config.batch_size, config.num_workers, config.grad_accum_steps)
-    payload = {
-        "config": config.model_dump(mode="json"),
-        "run_dir": str(run_dir),
-        "model_files": {k: str(v) if v else None for k, v in files.model.__dict__.items()},
-        "dvae": str(files.dvae),
-        "mel_stats": str(files.mel_stats),
-        "language": data.language,
-        "speaker_wav": data.eval[0].audio_file,
-        "train": [clip.sample(data.language) for clip in data.train],
-        "eval": [clip.sample(data.language) for clip in data.eval],
-        "base_model_id": model_id,
-    }
+    payload = WorkerPayload(
+        config=config,
+        run_dir=run_dir,
+        files=files,
+        language=data.language,
+        speaker_wav=data.eval[0].audio_file,
+        train=[clip.sample(data.language) for clip in data.train],
+        eval=[clip.sample(data.language) for clip in data.eval],
+        base_model_id=model_id,
+    )
     return PreparedRun(config, run_dir, storage.runs, data, payload, per_epoch * config.epochs, saved is not None)
 
 
@@ -167,7 +166,7 @@ def trainer_for(prepared: PreparedRun, callbacks: list[Any] | None = None) -> An
         resources["GPU"] = cfg.gpus_per_worker
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=prepared.payload,
+        train_loop_config=prepared.payload.loop_config(),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=cfg.run_name,

@@ -1,7 +1,7 @@
 """Weights files: cheap validation, safe reading, key-prefix normalisation and the one listing.
 
-Everything that shows checkpoints (API, UI, CLIs) calls :func:`list_checkpoints`; everything that
-reads weights calls :func:`read_state_dict`.
+Everything that shows checkpoints (API, UI, CLIs) calls :func:`list_checkpoints` (a run's view of it:
+:func:`training_checkpoints`); everything that reads weights calls :func:`read_state_dict`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,22 @@ import struct
 import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from voice_core.errors import CheckpointMismatchError, CorruptCheckpointError, DanglingSymlinkError
+from voice_core.storage import validate_component
 
 WEIGHT_SUFFIXES: tuple[str, ...] = (".safetensors", ".pth", ".pt")
 # training_state.pt: optimizer and scheduler state next to a training checkpoint's weights.
 AUXILIARY_FILES: frozenset[str] = frozenset({"dvae.pth", "mel_stats.pth", "speakers_xtts.pth", "training_state.pt"})
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# A training run's checkpoint directories and the record training writes into each one.
+TRAINING_CHECKPOINT_PREFIX = "checkpoint_"
+TRAINING_RECORD = "avs_checkpoint.json"
+# What the run views (API run detail, ``python -m train_jobs checkpoints``) show of each checkpoint.
+TRAINING_COLUMNS: tuple[str, ...] = ("name", "step", "epoch", "eval_loss", "train_loss", "epoch_end")
 
 # Prefixes added by wrappers around the model, stripped in this order of recognition.
 KEY_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.", "xtts.", "model.", "ema_model.", "model_ema.", "ema.")
@@ -318,7 +324,9 @@ def _inspect(path: Path, root: Path, kind: str, owner: str, allowed: list[Path])
     return CheckpointInfo(rel, kind, owner, stat.st_size, stat.st_mtime, False, "")
 
 
-def list_checkpoints(storage_root: Path, allowed_mounts: tuple[Path, ...] = ()) -> list[CheckpointInfo]:
+def list_checkpoints(
+    storage_root: Path, allowed_mounts: tuple[Path, ...] = (), *, run: str | None = None
+) -> list[CheckpointInfo]:
     """List every checkpoint, model weights file and LoRA adapter under the storage root.
 
     Looks in ``models/`` and ``runs/`` for ``.pt``, ``.pth`` and ``.safetensors`` files (symlinks
@@ -327,28 +335,66 @@ def list_checkpoints(storage_root: Path, allowed_mounts: tuple[Path, ...] = ()) 
     Args:
         storage_root: the storage root.
         allowed_mounts: extra directories symlinks may point into.
+        run: list only ``runs/<run>`` (the entries of that training run).
 
     Returns:
         Entries sorted by path.
+
+    Raises:
+        InvalidInputError: ``run`` is not a safe name.
     """
     allowed = [storage_root, *allowed_mounts]
     found: list[CheckpointInfo] = []
-    for area, default_kind in (("models", "model"), ("runs", "training_checkpoint")):
-        base = storage_root / area
-        if not base.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(base):
-            here = Path(dirpath)
-            # Hidden directories are work in progress (an export before its rename), not checkpoints.
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            owner = here.relative_to(base).parts[0] if here != base else ""
-            if ADAPTER_CONFIG in filenames:
-                found.append(_inspect(here, storage_root, "lora_adapter", owner, allowed))
-                dirnames.clear()
-                continue
-            for name in sorted(filenames):
-                if not name.endswith(WEIGHT_SUFFIXES) or name.startswith("."):
-                    continue
-                kind = "auxiliary" if name in AUXILIARY_FILES else default_kind
-                found.append(_inspect(here / name, storage_root, kind, owner or name, allowed))
+    if run is None:
+        found += _walk(storage_root, "models", storage_root / "models", "model", allowed)
+    runs = storage_root / "runs"
+    start = runs if run is None else runs / validate_component(run, "run name")
+    found += _walk(storage_root, "runs", start, "training_checkpoint", allowed)
     return sorted(found, key=lambda info: info.path)
+
+
+def _walk(storage_root: Path, area: str, start: Path, default_kind: str, allowed: list[Path]) -> list[CheckpointInfo]:
+    """The entries under ``start``, a directory in (or equal to) ``storage_root/area``."""
+    base = storage_root / area
+    found: list[CheckpointInfo] = []
+    if not start.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(start):
+        here = Path(dirpath)
+        # Hidden directories are work in progress (an export before its rename), not checkpoints.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        owner = here.relative_to(base).parts[0] if here != base else ""
+        if ADAPTER_CONFIG in filenames:
+            found.append(_inspect(here, storage_root, "lora_adapter", owner, allowed))
+            dirnames.clear()
+            continue
+        for name in sorted(filenames):
+            if not name.endswith(WEIGHT_SUFFIXES) or name.startswith("."):
+                continue
+            kind = "auxiliary" if name in AUXILIARY_FILES else default_kind
+            found.append(_inspect(here / name, storage_root, kind, owner or name, allowed))
+    return found
+
+
+def training_checkpoints(storage_root: Path, run: str, allowed_mounts: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """A run's training checkpoints, oldest first: :func:`list_checkpoints` of ``runs/<run>`` by directory.
+
+    One row per ``checkpoint_*`` directory with a readable training record (``avs_checkpoint.json``):
+    the record (step, epoch, losses, method, base model) plus ``name`` and ``path``.
+
+    Raises:
+        InvalidInputError: ``run`` is not a safe name.
+    """
+    run_dir = storage_root / "runs" / run
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in list_checkpoints(storage_root, allowed_mounts, run=run):
+        parts = PurePosixPath(entry.path).parts  # runs, <run>, <checkpoint dir>, ...
+        if len(parts) < 3 or not parts[2].startswith(TRAINING_CHECKPOINT_PREFIX) or parts[2] in rows:
+            continue
+        directory = run_dir / parts[2]
+        try:
+            record = json.loads((directory / TRAINING_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        rows[parts[2]] = {**record, "name": parts[2], "path": str(directory)}
+    return sorted(rows.values(), key=lambda row: row.get("step", 0))

@@ -236,8 +236,8 @@ def sample_path(storage: Storage, run_name: str, filename: str) -> Path:
 
 def describe(storage: Storage, run_name: str, settings: Settings, detail: bool = True) -> dict[str, Any]:
     """A run as the API shows it: status, position, losses, samples and (with ``detail``) logs."""
-    from train_jobs.export import run_checkpoints
     from train_jobs.runner import read_run_record
+    from voice_core.checkpoints import TRAINING_COLUMNS, training_checkpoints
 
     run_dir = _existing_run(storage, run_name)
     run = read_run_record(run_dir) or {}
@@ -277,8 +277,8 @@ def describe(storage: Storage, run_name: str, settings: Settings, detail: bool =
         resumes=progress.get("resumes", []),
         samples=samples(storage, run_name),
         checkpoints=[
-            {k: c.get(k) for k in ("name", "step", "epoch", "eval_loss", "train_loss", "epoch_end")}
-            for c in run_checkpoints(run_dir)
+            {k: c.get(k) for k in TRAINING_COLUMNS}
+            for c in training_checkpoints(storage.root, run_name, storage.allowed_mounts)
         ],
         logs_tail=_logs(run_dir, record, settings),
     )

@@ -53,6 +53,7 @@ def test_malformed_line_is_named(train_settings: Settings) -> None:
         check_only(small_config(), train_settings)
     message = str(info.value)
     assert "metadata_train.csv:3" in message and "metadata_train.csv:5" in message and "2 problem(s)" in message
+    assert message.startswith(f"dataset {dataset_dir(train_settings)} has 2 problem(s):")
 
 
 def test_missing_wav_is_named(train_settings: Settings) -> None:

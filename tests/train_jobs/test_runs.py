@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from tests.train_jobs.conftest import small_config
-from train_jobs.export import export_run, run_checkpoints
+from train_jobs.export import export_run
 from train_jobs.progress import read_progress
 from train_jobs.runner import finetune
+from voice_core.checkpoints import training_checkpoints
 from voice_core.settings import Settings
 from voice_core.xtts_model import load_xtts
 
@@ -28,6 +29,11 @@ def run_dir(settings: Settings, name: str = "run") -> Path:
     return Path(settings.storage_root) / "runs" / name
 
 
+def checkpoints_of(run_dir: Path) -> list[dict]:
+    """The checkpoints of the run in ``run_dir`` (``<storage root>/runs/<run>``)."""
+    return training_checkpoints(run_dir.parent.parent, run_dir.name)
+
+
 def assert_complete(directory: Path, total_steps: int, epochs: int) -> dict:
     progress = read_progress(directory)
     assert progress is not None and progress["status"] == "finished", progress
@@ -37,7 +43,7 @@ def assert_complete(directory: Path, total_steps: int, epochs: int) -> dict:
         sample = directory / "samples" / f"epoch_{epoch}.wav"
         assert sample.is_file() and sample.stat().st_size > 10_000
     assert list((directory / "tensorboard").glob("events.out.tfevents.*"))
-    checkpoints = run_checkpoints(directory)
+    checkpoints = checkpoints_of(directory)
     assert checkpoints and checkpoints[-1]["step"] == total_steps
     return progress
 
@@ -84,7 +90,9 @@ def test_lora_run_completes(ray_session: int, train_settings: Settings) -> None:
     assert (latest / "adapter_model.safetensors").is_file() and (latest / "adapter_config.json").is_file()
     assert json.loads((latest / "avs_adapter.json").read_text())["base_model"] == "tiny-xtts"
     assert not (latest / "model.pth").exists()  # LoRA checkpoints hold the adapter only
-    assert len(run_checkpoints(directory)) <= 3 + 1  # keep_checkpoints best ones, plus the latest
+    assert (
+        len(training_checkpoints(directory.parent.parent, directory.name)) <= 3 + 1
+    )  # keep_checkpoints best ones, plus the latest
     # Exported through Ray's Prometheus endpoint while the run went on.
     assert seen.get("step", 0) >= 2 and seen.get("train", 0) > 0 and seen.get("eval", 0) > 0, (seen, scrapes)
 

@@ -34,7 +34,7 @@ def _trainer_and_batch(settings: Settings, method: str) -> tuple[object, dict]:
     trainer = build_trainer(files, tconfig)
     get_method(method).prepare(trainer.xtts, config)
     data = coqui_trainer_module("dataset").XTTSDataset(
-        tconfig, prepared.payload["train"], trainer.xtts.tokenizer, 22050, is_eval=True
+        tconfig, prepared.payload.train, trainer.xtts.tokenizer, 22050, is_eval=True
     )
     batch = next(iter(DataLoader(data, batch_size=4, collate_fn=data.collate_fn)))
     trainer.eval()
