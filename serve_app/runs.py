@@ -19,7 +19,7 @@ depends on where the ingress was started.
   with the exit status, then exits. It can be asked to stop the command.
 
 Everything here blocks (HTTP to the dashboard, GCS calls, files): call it from a thread. The module
-is a little over 400 lines: the submission helpers and the one lifecycle built on them belong together.
+is over 400 lines: the submission helpers and the one lifecycle built on them change together.
 """
 
 from __future__ import annotations
@@ -392,11 +392,11 @@ class ManagedRun:
 
     def logs_tail(self, directory: Path, record: dict[str, Any] | None, settings: Settings) -> str | None:
         """The last few KB of the run's output (None before it has a runner)."""
-        runner = (record or {}).get("runner")
-        if runner == RAY_TASK:
+        record = record or {}
+        if record.get("runner") == RAY_TASK:
             return tail(directory / self.log_file, LOG_TAIL_BYTES)
-        if runner == RAY_JOB:
-            return jobs_api_logs(record["job_id"], settings, LOG_TAIL_BYTES)  # type: ignore[index]
+        if record.get("runner") == RAY_JOB:
+            return jobs_api_logs(record["job_id"], settings, LOG_TAIL_BYTES)
         return None
 
     def _refresh_ray_job(self, directory: Path, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -447,7 +447,7 @@ class ManagedRun:
         return (self.read_progress(directory) or {}).get("error")
 
     def _exit_message(self, directory: Path, exit_status: int) -> str:
-        lines = [line for line in (tail(directory / self.log_file, 2000) or "").splitlines()]
+        lines = (tail(directory / self.log_file, 2000) or "").splitlines()
         errors = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
         return errors[-1] if errors else f"the {self.noun} exited with status {exit_status}"
 
