@@ -1,4 +1,8 @@
-"""Running a project command (dataset build, training run) on the cluster: a Ray Job, else a detached actor.
+"""Managed runs: a project command (dataset build, training run) run on the cluster, and its record.
+
+A *run* is submitted as a Ray Job, else started in a detached actor; :class:`ManagedRun` is its one
+lifecycle (submit, refresh, finish, stop, logs), parameterised by the record file, actor namespace,
+log file, status words and the worker's ``progress.json`` of each kind of run.
 
 Both runners execute the same argv with the interpreter of the ingress, the storage root as working
 directory and the environment passed explicitly (``AVS_STORAGE_ROOT`` and friends), so nothing
@@ -10,11 +14,12 @@ depends on where the ingress was started.
   the client sends the cluster's token (``RAY_AUTH_MODE``/``RAY_AUTH_TOKEN*`` or ``~/.ray/auth_token``),
   which every process of the cluster already has.
 - ``ray_task``: where there is no dashboard (the embedded default starts Ray without one) or it
-  refused the job, a detached actor (so it outlives the ingress replica) runs the command as a
+  refused the submission, a detached actor (so it outlives the ingress replica) runs the command as a
   subprocess in its own process group, writes its output to a log file, calls a finishing function
   with the exit status, then exits. It can be asked to stop the command.
 
-Everything here blocks (HTTP to the dashboard, GCS calls, files): call it from a thread.
+Everything here blocks (HTTP to the dashboard, GCS calls, files): call it from a thread. The module
+is over 400 lines: the submission helpers and the one lifecycle built on them change together.
 """
 
 from __future__ import annotations
@@ -26,17 +31,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from voice_core.settings import Settings
+from voice_core.status import ACTIVE, Status
+from voice_core.storage import atomic_write_json, read_json
 
 RAY_JOB, RAY_TASK = "ray_job", "ray_task"
 # CPUs of the process that drives the command (Ray Data stages / Train workers reserve their own).
 DRIVER_NUM_CPUS = 0.1
 # After the Jobs API failed, commands go straight to the actor for this long (a failed submit can take 10 s).
 RETRY_JOBS_API_S = 60.0
+# A record still without a runner this long after it was written belongs to a submission that died.
+ABANDONED_SUBMIT_S = 120.0
+LOG_TAIL_BYTES = 4000
+# How a Ray Job that ended maps onto a run's outcome (any other terminal status: failed).
+_RAY_OUTCOMES = {"SUCCEEDED": Status.SUCCEEDED, "STOPPED": Status.STOPPED}
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -73,7 +86,7 @@ def forget_jobs_api(address: str, reason: str) -> None:
         _unavailable[address] = (time.monotonic() + RETRY_JOBS_API_S, reason)
 
 
-def jobs_client(settings: Settings) -> tuple[Any | None, str | None]:
+def jobs_api_client(settings: Settings) -> tuple[Any | None, str | None]:
     """A (cached) Jobs API client, or ``(None, why not)``."""
     address = dashboard_address(settings)
     if address is None:
@@ -103,16 +116,16 @@ def short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def submit_job(job_id: str, argv: list[str], settings: Settings, metadata: dict[str, str]) -> str | None:
+def submit_to_jobs_api(submission_id: str, argv: list[str], settings: Settings, metadata: dict[str, str]) -> str | None:
     """Submit ``argv`` through the Jobs API; returns None on success, else why it could not."""
-    client, reason = jobs_client(settings)
+    client, reason = jobs_api_client(settings)
     if client is None:
         return reason
     cwd = str(settings.storage_root)
     try:
         client.submit_job(
             entrypoint=f"cd {shlex.quote(cwd)} && {shlex.join(argv)}",
-            submission_id=job_id,
+            submission_id=submission_id,
             runtime_env={"env_vars": build_env(settings)},
             entrypoint_num_cpus=DRIVER_NUM_CPUS,
             metadata=metadata,
@@ -124,14 +137,14 @@ def submit_job(job_id: str, argv: list[str], settings: Settings, metadata: dict[
     return None
 
 
-def start_actor(job_id: str, namespace: str, settings: Settings) -> Any:
-    """Create the detached :class:`TaskActor` named ``job_id`` (start it with ``actor.run.remote``)."""
+def start_actor(submission_id: str, namespace: str, settings: Settings) -> Any:
+    """Create the detached :class:`TaskActor` named ``submission_id`` (start it with ``actor.run.remote``)."""
     import ray
 
     return (
         ray.remote(TaskActor)
         .options(
-            name=job_id,
+            name=submission_id,
             namespace=namespace,
             lifetime="detached",
             num_cpus=DRIVER_NUM_CPUS,
@@ -151,14 +164,14 @@ class TaskActor:
         self.stopped = False
 
     def run(
-        self, argv: list[str], cwd: str, log_path: str, job_id: str, finish: Callable[[int], None] | None = None
+        self, argv: list[str], cwd: str, log_path: str, submission_id: str, finish: Callable[[int], None] | None = None
     ) -> int:
         """Run the command to the end (its output goes to ``log_path``)."""
         import ray
 
         env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address, PYTHONUNBUFFERED="1")
         with Path(log_path).open("ab") as log:
-            log.write(f"=== {job_id} ({time.strftime('%Y-%m-%d %H:%M:%S')}): {shlex.join(argv)}\n".encode())
+            log.write(f"=== {submission_id} ({time.strftime('%Y-%m-%d %H:%M:%S')}): {shlex.join(argv)}\n".encode())
             log.flush()
             try:
                 self.process = subprocess.Popen(
@@ -187,58 +200,58 @@ class TaskActor:
         return True
 
 
-def actor_alive(job_id: str, namespace: str) -> bool:
-    """Whether the actor running ``job_id`` still exists."""
+def actor_alive(submission_id: str, namespace: str) -> bool:
+    """Whether the actor running ``submission_id`` still exists."""
     import ray
 
     try:
-        ray.get_actor(job_id, namespace=namespace)
+        ray.get_actor(submission_id, namespace=namespace)
     except ValueError:
         return False
     return True
 
 
-def stop(job_id: str, runner: str | None, namespace: str, settings: Settings) -> str | None:
-    """Ask the runner of ``job_id`` to stop it; returns None when asked, else why not."""
+def stop_submission(submission_id: str, runner: str | None, namespace: str, settings: Settings) -> str | None:
+    """Ask the runner of ``submission_id`` to stop it; returns None when asked, else why not."""
     if runner == RAY_JOB:
-        client, reason = jobs_client(settings)
+        client, reason = jobs_api_client(settings)
         if client is None:
             return reason
         try:
-            client.stop_job(job_id)
+            client.stop_job(submission_id)
         except Exception as exc:
-            return f"the Jobs API did not stop {job_id} ({short(exc)})"
+            return f"the Jobs API did not stop {submission_id} ({short(exc)})"
         return None
     if runner == RAY_TASK:
         import ray
 
         try:
-            actor = ray.get_actor(job_id, namespace=namespace)
+            actor = ray.get_actor(submission_id, namespace=namespace)
         except ValueError:
-            return f"{job_id} is not running"
+            return f"{submission_id} is not running"
         ray.get(actor.stop.remote(), timeout=30)
         return None
-    return f"{job_id} has no runner yet"
+    return f"{submission_id} has no runner yet"
 
 
-def job_info(job_id: str, settings: Settings) -> tuple[Any | None, str | None]:
+def jobs_api_info(submission_id: str, settings: Settings) -> tuple[Any | None, str | None]:
     """A Ray Job's ``JobDetails``, or ``(None, "cannot ask the Jobs API: <why>")``."""
-    client, reason = jobs_client(settings)
+    client, reason = jobs_api_client(settings)
     if client is None:
         return None, f"cannot ask the Jobs API: {reason}"
     try:
-        return client.get_job_info(job_id), None
+        return client.get_job_info(submission_id), None
     except Exception as exc:
         return None, f"cannot ask the Jobs API: {short(exc)}"
 
 
-def job_logs(job_id: str, settings: Settings, limit: int) -> str | None:
+def jobs_api_logs(submission_id: str, settings: Settings, limit: int) -> str | None:
     """The last ``limit`` characters of a Ray Job's logs, or None."""
-    client, _ = jobs_client(settings)
+    client, _ = jobs_api_client(settings)
     if client is None:
         return None
     try:
-        return client.get_job_logs(job_id)[-limit:]
+        return client.get_job_logs(submission_id)[-limit:]
     except Exception:
         return None
 
@@ -246,3 +259,205 @@ def job_logs(job_id: str, settings: Settings, limit: int) -> str | None:
 def python_argv(*args: str) -> list[str]:
     """``[python, *args]`` with the ingress's interpreter."""
     return [sys.executable, *args]
+
+
+def tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> str | None:
+    """The last ``max_bytes`` of a text file (None when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+@dataclass(frozen=True)
+class ManagedRun:
+    """The lifecycle of one kind of run (training run, dataset build), whose record lives in a directory.
+
+    The record (``record_file``) holds ``job_id`` (the submission id; the field name is kept for
+    the records already stored), ``runner``, ``runner_reason``, ``status`` (in this kind's words),
+    ``job_status`` (Ray's word), ``error``, ``exit_status``, ``submitted_at`` and ``finished_at``.
+
+    Attributes:
+        noun: what the API calls one run ("run", "build"), for messages.
+        namespace: Ray namespace of the actors that run commands without the Jobs API.
+        record_file: the record's file name in the run's directory.
+        log_file: where an actor-run command writes its output, in the run's directory.
+        words: the word stored and shown for each :class:`Status` (the first status with a word
+            is the one read back for it).
+        read_progress: reads the worker's ``progress.json`` in the run's directory (its ``error``,
+            and a ``status`` in this kind's words where the worker writes one).
+        vanished: the error of a run whose actor ended without recording an outcome.
+    """
+
+    noun: str
+    namespace: str
+    record_file: str
+    log_file: str
+    words: Mapping[Status, str]
+    read_progress: Callable[[Path], dict[str, Any] | None]
+    vanished: str
+
+    def word(self, status: Status) -> str:
+        """The word this kind stores and shows for ``status``."""
+        return self.words[status]
+
+    def state(self, record: dict[str, Any] | None) -> Status | None:
+        """The :class:`Status` a record (or the worker's progress) is in, from its ``status`` word."""
+        word = (record or {}).get("status")
+        return next((status for status in Status if self.words[status] == word), None)
+
+    def active(self, record: dict[str, Any] | None) -> bool:
+        """Whether the run of ``record`` is queued or running."""
+        return self.state(record) in ACTIVE
+
+    def load(self, directory: Path) -> dict[str, Any] | None:
+        """The record in ``directory`` (None when there is none)."""
+        return read_json(directory / self.record_file)
+
+    def save(self, directory: Path, record: dict[str, Any]) -> None:
+        """Rewrite the record in ``directory`` atomically."""
+        atomic_write_json(directory / self.record_file, record)
+
+    def submit(
+        self, directory: Path, record: dict[str, Any], argv: list[str], settings: Settings, metadata: dict[str, str]
+    ) -> Exception | None:
+        """Save ``record`` and start ``argv`` for it: a Ray Job, else an actor (``runner_reason`` says why).
+
+        Returns:
+            None once started; the exception when neither runner took it (the record says it failed).
+        """
+        submission_id = record["job_id"]
+        self.save(directory, record)  # visible at once; the runner is set below
+        reason = submit_to_jobs_api(submission_id, argv, settings, metadata)
+        if reason is None:
+            record.update(runner=RAY_JOB, job_status="PENDING")
+            self.save(directory, record)
+            return None
+        record.update(runner=RAY_TASK, runner_reason=reason, job_status="RUNNING")
+        try:
+            # Created (and named) before the record says so, so a reader never sees a ray_task run
+            # whose actor does not exist yet; started after, so the actor's final write comes last.
+            actor = start_actor(submission_id, self.namespace, settings)
+            self.save(directory, record)
+            finish = Finish(self, str(directory), submission_id)
+            actor.run.remote(argv, str(settings.storage_root), str(directory / self.log_file), submission_id, finish)
+        except Exception as exc:
+            error = f"the {self.noun} could not be started ({reason}; the Ray actor: {short(exc)})"
+            self._settle(directory, record, Status.FAILED, error)
+            return exc
+        return None
+
+    def finish(self, directory: Path, submission_id: str, exit_status: int) -> None:
+        """Record the exit status of an actor-run command (unless a newer run replaced the record)."""
+        record = self.load(directory)
+        if record is None or record.get("job_id") != submission_id:
+            return
+        if self.state(record) != Status.STOPPED:
+            error = None
+            if exit_status != 0:
+                error = self._worker_error(directory) or self._exit_message(directory, exit_status)
+            outcome = Status.SUCCEEDED if exit_status == 0 else Status.FAILED
+            record.update(status=self.word(outcome), job_status=outcome.name, error=error)
+        record.update(exit_status=exit_status, finished_at=_now())
+        self.save(directory, record)
+
+    def refresh(self, directory: Path, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """Bring an active record up to date with its runner (terminal outcomes are saved)."""
+        if not self.active(record):
+            return record
+        if record.get("runner") == RAY_JOB:
+            return self._refresh_ray_job(directory, record, settings)
+        if record.get("runner") == RAY_TASK:
+            return self._refresh_actor(directory, record)
+        if time.time() - float(record.get("submitted_at") or 0) > ABANDONED_SUBMIT_S:
+            error = f"the {self.noun} was never started (the service stopped while starting it); POST it again"
+            return self._settle(directory, dict(record), Status.FAILED, error)
+        return record  # otherwise: being submitted right now
+
+    def stop(self, directory: Path, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        """Mark the run stopped and ask its runner to stop it (``stop_problem`` says when it could not)."""
+        record.update(status=self.word(Status.STOPPED), stopped_at=_now(), error=None)
+        self.save(directory, record)
+        problem = stop_submission(record["job_id"], record.get("runner"), self.namespace, settings)
+        if problem:
+            record.update(stop_problem=problem)
+            self.save(directory, record)
+        return record
+
+    def logs_tail(self, directory: Path, record: dict[str, Any] | None, settings: Settings) -> str | None:
+        """The last few KB of the run's output (None before it has a runner)."""
+        record = record or {}
+        if record.get("runner") == RAY_TASK:
+            return tail(directory / self.log_file, LOG_TAIL_BYTES)
+        if record.get("runner") == RAY_JOB:
+            return jobs_api_logs(record["job_id"], settings, LOG_TAIL_BYTES)
+        return None
+
+    def _refresh_ray_job(self, directory: Path, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
+        info, problem = jobs_api_info(record["job_id"], settings)
+        if info is None:
+            return {**record, "job_status": "UNKNOWN", "error": problem}
+        ray_status = str(info.status)
+        record = {**record, "job_status": ray_status}
+        if ray_status == "RUNNING":
+            record["status"] = self.word(Status.RUNNING)
+        if not info.status.is_terminal():
+            return record
+        outcome = _RAY_OUTCOMES.get(ray_status, Status.FAILED)
+        error = None
+        if outcome != Status.SUCCEEDED:
+            error = self._worker_error(directory) or short(info.message or f"the Ray Job ended {ray_status}", 1000)
+        finished = info.end_time / 1000 if info.end_time else time.time()
+        record.update(status=self.word(outcome), exit_status=info.driver_exit_code, error=error)
+        record.update(finished_at=round(finished, 3))
+        self.save(directory, record)
+        return record
+
+    def _refresh_actor(self, directory: Path, record: dict[str, Any]) -> dict[str, Any]:
+        current = self.load(directory) or record
+        if not self.active(current) or current.get("job_id") != record.get("job_id"):
+            return current
+        if actor_alive(record["job_id"], self.namespace):
+            if self.state(current) == Status.QUEUED and self._worker_state(directory) == Status.RUNNING:
+                return {**current, "status": self.word(Status.RUNNING)}
+            return current
+        current = self.load(directory) or current  # it may have finished in between
+        if not self.active(current):
+            return current
+        if self._worker_state(directory) == Status.SUCCEEDED:
+            # The work finished (the worker says so) but the actor died before recording it.
+            return self._settle(directory, current, Status.SUCCEEDED, None)
+        return self._settle(directory, current, Status.FAILED, self.vanished)
+
+    def _settle(self, directory: Path, record: dict[str, Any], outcome: Status, error: str | None) -> dict[str, Any]:
+        record.update(status=self.word(outcome), job_status=outcome.name, error=error, finished_at=_now())
+        self.save(directory, record)
+        return record
+
+    def _worker_state(self, directory: Path) -> Status | None:
+        return self.state(self.read_progress(directory))
+
+    def _worker_error(self, directory: Path) -> str | None:
+        return (self.read_progress(directory) or {}).get("error")
+
+    def _exit_message(self, directory: Path, exit_status: int) -> str:
+        lines = (tail(directory / self.log_file, 2000) or "").splitlines()
+        errors = [line.removeprefix("error:").strip() for line in lines if line.startswith("error:")]
+        return errors[-1] if errors else f"the {self.noun} exited with status {exit_status}"
+
+
+class Finish:
+    """Handed to the actor: records the command's exit status in the run's record when it ends."""
+
+    def __init__(self, run: ManagedRun, directory: str, submission_id: str) -> None:
+        self.run, self.directory, self.submission_id = run, directory, submission_id
+
+    def __call__(self, exit_status: int) -> None:
+        """Record ``exit_status`` (see :meth:`ManagedRun.finish`)."""
+        self.run.finish(Path(self.directory), self.submission_id, exit_status)

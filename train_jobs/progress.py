@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voice_core.status import Status
 from voice_core.storage import atomic_write_json, read_json
 
 PROGRESS = "progress.json"
 MAX_POINTS = 1000
-RUNNING, FINISHED, FAILED, STOPPED = "running", "finished", "failed", "stopped"
+RUNNING, FAILED, STOPPED = Status.RUNNING, Status.FAILED, Status.STOPPED
+FINISHED = "finished"  # a training run's word for Status.SUCCEEDED (in progress.json and the API)
 
 
 def read_progress(run_dir: Path) -> dict[str, Any] | None:

@@ -26,9 +26,11 @@ from typing import IO, Any
 
 from data_prep.config import BuildConfig, InvalidOptionError, SegmentOptions
 from voice_core.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from voice_core.status import Status
 from voice_core.storage import Storage, atomic_write_json, atomic_writer, is_within, read_json, validate_component
 
-BUILDING, READY, FAILED = "building", "ready", "failed"
+# A dataset's words for a build in progress and a finished one (failed: Status.FAILED).
+BUILDING, READY = "building", "ready"
 RECORD, LOG, PROGRESS, MANIFEST, CLIPS = "build.json", "build.log", "progress.json", "manifest.json", "clips.json"
 RECORDINGS = "recordings"
 COPY_CHUNK_BYTES = 1 << 20
@@ -103,16 +105,6 @@ def check_options(options: BuildOptions, build_cpus: float) -> BuildConfig:
         return BuildConfig.from_options(values)
     except InvalidOptionError as exc:
         raise InvalidInputError(f"field '{_OPTION_FIELDS.get(exc.field, 'options')}': {exc}") from None
-
-
-def tail(path: Path, max_bytes: int = 4000) -> str | None:
-    """The last ``max_bytes`` of a text file (None when it does not exist)."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - max_bytes))
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
 
 
 def manifest_summary(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -355,5 +347,5 @@ def status_without_record(manifest: dict[str, Any] | None, progress: dict[str, A
     if progress is not None and progress.get("stage") not in ("done", "failed"):
         return BUILDING
     if manifest is not None:
-        return READY if manifest.get("kept") else FAILED
-    return FAILED if progress is not None else BUILDING
+        return READY if manifest.get("kept") else Status.FAILED
+    return Status.FAILED if progress is not None else BUILDING

@@ -35,9 +35,11 @@ import numpy as np
 
 from voice_core.encode import MEDIA_TYPES, write_wav
 from voice_core.errors import ConflictError, NotFoundError
+from voice_core.status import Status
 from voice_core.storage import Storage, atomic_write_json, read_json
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+QUEUED, RUNNING, SUCCEEDED, FAILED = Status.QUEUED, Status.RUNNING, Status.SUCCEEDED, Status.FAILED
+CANCELLED = "cancelled"  # DELETE /jobs/{id}: the synthesis job's own word for a stopped job
 ACTIVE: tuple[str, ...] = (QUEUED, RUNNING)
 FINAL: tuple[str, ...] = (SUCCEEDED, FAILED, CANCELLED)
 RECORD, UNITS, LOCK, OWNER = "job.json", "units.json", ".lock", ".owner"

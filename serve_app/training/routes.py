@@ -3,7 +3,8 @@
 ``POST /training/jobs`` takes the options of ``python -m train_jobs finetune`` as JSON (the dataset
 is a name under ``storage/datasets``), runs the same pre-flight checks at once (a bad dataset is a
 400, a clashing run name a 409) and starts the run as a Ray Job (or a detached actor); the answer is
-202. The logic lives in :mod:`serve_app.training.service`.
+202. The logic lives in :mod:`serve_app.training.service`. The handlers say "training run"; the
+paths and OpenAPI operation ids keep "jobs", as clients know them.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def _storage() -> Storage:
     return Storage.from_settings(ctx().settings)
 
 
-@router.post("/training/jobs", status_code=202)
-async def create_training_job(request: Request) -> JSONResponse:
+@router.post("/training/jobs", status_code=202, operation_id="create_training_job_training_jobs_post")
+async def create_training_run(request: Request) -> JSONResponse:
     """Check and start (or resume) a fine-tuning run; 202 with the run's view."""
     settings = ctx().settings
     values = await read_json(request)
@@ -49,8 +50,8 @@ async def create_training_job(request: Request) -> JSONResponse:
     return JSONResponse(view, status_code=202)
 
 
-@router.get("/training/jobs")
-async def list_training_jobs() -> dict[str, Any]:
+@router.get("/training/jobs", operation_id="list_training_jobs_training_jobs_get")
+async def list_training_runs() -> dict[str, Any]:
     """All runs with their status and position."""
     settings, storage = ctx().settings, _storage()
 
@@ -60,14 +61,14 @@ async def list_training_jobs() -> dict[str, Any]:
     return {"object": "list", "data": await asyncio.to_thread(collect)}
 
 
-@router.get("/training/jobs/{run_name}")
-async def get_training_job(run_name: str) -> dict[str, Any]:
+@router.get("/training/jobs/{run_name}", operation_id="get_training_job_training_jobs__run_name__get")
+async def get_training_run(run_name: str) -> dict[str, Any]:
     """One run: status, epoch, steps, loss curves, samples, checkpoints, logs tail."""
     return await asyncio.to_thread(service.describe, _storage(), run_name, ctx().settings, True)
 
 
-@router.delete("/training/jobs/{run_name}")
-async def stop_training_job(run_name: str) -> dict[str, Any]:
+@router.delete("/training/jobs/{run_name}", operation_id="stop_training_job_training_jobs__run_name__delete")
+async def stop_training_run(run_name: str) -> dict[str, Any]:
     """Stop a running run (POST the same options again to resume it from its latest checkpoint)."""
     return await asyncio.to_thread(service.stop, _storage(), run_name, ctx().settings)
 

@@ -3,9 +3,9 @@
 ``submit`` runs the same pre-flight checks as the CLI (so a bad dataset is a 4xx at once), records
 the run (``run.json``), saves the validated options as ``finetune.json``, starts
 ``python -m train_jobs finetune --config <that file> --dataset-in-storage`` with
-:mod:`serve_app.runs` (a Ray Job, or a detached actor where there is no Jobs API) and writes
+:class:`serve_app.runs.ManagedRun` (a Ray Job, or a detached actor where there is no Jobs API) and writes
 ``job.json`` in the run directory. A run's view joins that record with the Ray Job's status and the
-worker-written ``progress.json``. The id of a training job is its run name.
+worker-written ``progress.json``. The id of a training run is its run name.
 
 Everything here blocks: call it from a thread.
 """
@@ -18,21 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from serve_app import runs
-from serve_app.datasets.service import tail
-from serve_app.runs import RAY_JOB, RAY_TASK
 from train_jobs.config import FinetuneConfig, write_config_file
-from train_jobs.progress import FAILED, FINISHED, RUNNING, STOPPED, read_progress
+from train_jobs.progress import FINISHED, read_progress
 from voice_core.errors import ConflictError, NotFoundError
 from voice_core.settings import Settings
-from voice_core.storage import Storage, atomic_write_json, read_json
+from voice_core.status import Status
+from voice_core.storage import Storage
 
-NAMESPACE = "avs-training"
-JOB_RECORD = "job.json"
-LOG = "train.log"
 CONFIG_FILE = "finetune.json"
-LOG_TAIL_BYTES = 4000
-QUEUED = "queued"
-ACTIVE = frozenset({QUEUED, RUNNING})
+QUEUED = Status.QUEUED
+# The one lifecycle of runs, with the words training runs have always shown ("finished" for succeeded).
+RUNS = runs.ManagedRun(
+    noun="run",
+    namespace="avs-training",
+    record_file="job.json",
+    log_file="train.log",
+    words={**{status: status.value for status in Status}, Status.SUCCEEDED: FINISHED},
+    read_progress=read_progress,
+    vanished="the run's actor ended without an outcome (killed, or its node died); POST the same options "
+    "again to resume from the latest checkpoint",
+)
 
 
 def write_run_config(config: FinetuneConfig, run_dir: Path) -> Path:
@@ -50,12 +55,8 @@ def cli_args(config_file: Path) -> list[str]:
     return ["-m", "train_jobs", "finetune", "--config", str(config_file), "--dataset-in-storage"]
 
 
-def _job_record(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(run_dir / JOB_RECORD)
-
-
 def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
-    """Check and start a run (or resume one with the same options); returns its view.
+    """Check and start a training run (or resume one with the same options); returns its view.
 
     Raises:
         VoiceError: a pre-flight check failed (bad dataset, unknown model, clashing run name...).
@@ -65,105 +66,26 @@ def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
 
     storage = Storage.from_settings(settings).ensure()
     run_dir = storage.run_dir(config.run_name)
-    current = _job_record(run_dir)
-    if current is not None and refresh(run_dir, current, settings).get("status") in ACTIVE:
+    if RUNS.active(refresh(run_dir, settings)):
         raise ConflictError(f"run {config.run_name!r} is already running; wait for it or DELETE it first")
     prepared = prepare_run(config, settings, dataset_in_storage=True)
-    job_id = f"train-{config.run_name}-{secrets.token_hex(4)}"
     record = {
-        "job_id": job_id,
+        "job_id": f"train-{config.run_name}-{secrets.token_hex(4)}",
         "run_name": config.run_name,
-        "status": QUEUED,
+        "status": RUNS.word(QUEUED),
         "submitted_at": round(time.time(), 3),
         "total_steps": prepared.total_steps,
         "resumed": prepared.resuming,
     }
-    atomic_write_json(run_dir / JOB_RECORD, record)
     argv = runs.python_argv(*cli_args(write_run_config(config, run_dir)))
-    reason = runs.submit_job(job_id, argv, settings, {"avs_training_run": config.run_name})
-    if reason is None:
-        record.update(runner=RAY_JOB)
-    else:
-        record.update(runner=RAY_TASK, runner_reason=reason)
-        try:
-            actor = runs.start_actor(job_id, NAMESPACE, settings)
-            atomic_write_json(run_dir / JOB_RECORD, record)
-            actor.run.remote(
-                argv, str(settings.storage_root), str(run_dir / LOG), job_id, _Finish(str(run_dir), job_id)
-            )
-        except Exception as exc:
-            record.update(status=FAILED, error=f"the run could not be started ({reason}; {runs.short(exc)})")
-    atomic_write_json(run_dir / JOB_RECORD, record)
+    RUNS.submit(run_dir, record, argv, settings, {"avs_training_run": config.run_name})
     return describe(storage, config.run_name, settings)
 
 
-class _Finish:
-    """Called by the actor with the command's exit status: records the outcome in ``job.json``."""
-
-    def __init__(self, run_dir: str, job_id: str) -> None:
-        self.run_dir, self.job_id = run_dir, job_id
-
-    def __call__(self, exit_status: int) -> None:
-        run_dir = Path(self.run_dir)
-        record = _job_record(run_dir)
-        if record is None or record.get("job_id") != self.job_id:
-            return
-        if record.get("status") != STOPPED:
-            error = None
-            if exit_status != 0:
-                error = (read_progress(run_dir) or {}).get("error") or _exit_message(run_dir, exit_status)
-            record.update(status=FINISHED if exit_status == 0 else FAILED, error=error)
-        record.update(exit_status=exit_status, finished_at=round(time.time(), 3))
-        atomic_write_json(run_dir / JOB_RECORD, record)
-
-
-def _exit_message(run_dir: Path, exit_status: int) -> str:
-    lines = [line for line in (tail(run_dir / LOG, 2000) or "").splitlines() if line.startswith("error:")]
-    return lines[-1].removeprefix("error:").strip() if lines else f"the run exited with status {exit_status}"
-
-
-def refresh(run_dir: Path, record: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Bring an active job record up to date with its runner (terminal outcomes are saved)."""
-    if record.get("status") not in ACTIVE:
-        return record
-    if record.get("runner") == RAY_JOB:
-        info, problem = runs.job_info(record["job_id"], settings)
-        if info is None:
-            return {**record, "job_status": "UNKNOWN", "error": problem}
-        status = str(info.status)
-        record = {**record, "job_status": status, "status": RUNNING if status == "RUNNING" else record["status"]}
-        if info.status.is_terminal():
-            outcome = {"SUCCEEDED": FINISHED, "STOPPED": STOPPED}.get(status, FAILED)
-            error = None
-            if outcome != FINISHED:
-                error = (read_progress(run_dir) or {}).get("error") or runs.short(info.message or status, 1000)
-            record.update(
-                status=outcome,
-                exit_status=info.driver_exit_code,
-                error=error,
-                finished_at=round((info.end_time or time.time() * 1000) / 1000, 3),
-            )
-            atomic_write_json(run_dir / JOB_RECORD, record)
-        return record
-    if record.get("runner") == RAY_TASK:
-        current = _job_record(run_dir) or record
-        if current.get("status") in ACTIVE and not runs.actor_alive(record["job_id"], NAMESPACE):
-            current = _job_record(run_dir) or current  # it may have finished in between
-            if current.get("status") in ACTIVE:
-                if (read_progress(run_dir) or {}).get("status") == FINISHED:
-                    # The training finished (rank 0 says so) but the actor died before recording it.
-                    current.update(status=FINISHED, error=None, finished_at=round(time.time(), 3))
-                else:
-                    current.update(
-                        status=FAILED,
-                        error="the run's actor ended without an outcome (killed, or its node "
-                        "died); POST the same options again to resume from the latest checkpoint",
-                    )
-                atomic_write_json(run_dir / JOB_RECORD, current)
-        elif current.get("status") == QUEUED and (read_progress(run_dir) or {}).get("status") == RUNNING:
-            current = {**current, "status": RUNNING}
-        return current
-    return record
+def refresh(run_dir: Path, settings: Settings) -> dict[str, Any] | None:
+    """The run's record (``job.json``) brought up to date with its runner; None before it was submitted."""
+    record = RUNS.load(run_dir)
+    return None if record is None else RUNS.refresh(run_dir, record, settings)
 
 
 def stop(storage: Storage, run_name: str, settings: Settings) -> dict[str, Any]:
@@ -174,15 +96,10 @@ def stop(storage: Storage, run_name: str, settings: Settings) -> dict[str, Any]:
         ConflictError: the run is not running.
     """
     run_dir = _existing_run(storage, run_name)
-    record = _job_record(run_dir)
-    if record is None or refresh(run_dir, record, settings).get("status") not in ACTIVE:
+    record = refresh(run_dir, settings)
+    if record is None or not RUNS.active(record):
         raise ConflictError(f"run {run_name!r} is not running")
-    record.update(status=STOPPED, stopped_at=round(time.time(), 3), error=None)
-    atomic_write_json(run_dir / JOB_RECORD, record)
-    problem = runs.stop(record["job_id"], record.get("runner"), NAMESPACE, settings)
-    if problem:
-        record.update(stop_problem=problem)
-        atomic_write_json(run_dir / JOB_RECORD, record)
+    RUNS.stop(run_dir, record, settings)
     return describe(storage, run_name, settings)
 
 
@@ -241,11 +158,9 @@ def describe(storage: Storage, run_name: str, settings: Settings, detail: bool =
 
     run_dir = _existing_run(storage, run_name)
     run = read_run_record(run_dir) or {}
-    record = _job_record(run_dir)
-    if record is not None:
-        record = refresh(run_dir, record, settings)
+    record = refresh(run_dir, settings)
     progress = read_progress(run_dir) or {}
-    status = (record or {}).get("status") or progress.get("status") or QUEUED
+    status = (record or {}).get("status") or progress.get("status") or RUNS.word(QUEUED)
     view: dict[str, Any] = {
         "object": "training.job",
         "id": run_name,
@@ -260,7 +175,7 @@ def describe(storage: Storage, run_name: str, settings: Settings, detail: bool =
         "total_steps": progress.get("total_steps") or (record or {}).get("total_steps"),
         "train_loss": progress.get("train_loss"),
         "eval_loss": progress.get("eval_loss"),
-        "error": (record or {}).get("error") or (progress.get("error") if status == FAILED else None),
+        "error": (record or {}).get("error") or (progress.get("error") if status == Status.FAILED else None),
         "job_id": (record or {}).get("job_id"),
         "runner": (record or {}).get("runner"),
         "resumed": (record or {}).get("resumed"),
@@ -280,14 +195,6 @@ def describe(storage: Storage, run_name: str, settings: Settings, detail: bool =
             {k: c.get(k) for k in TRAINING_COLUMNS}
             for c in training_checkpoints(storage.root, run_name, storage.allowed_mounts)
         ],
-        logs_tail=_logs(run_dir, record, settings),
+        logs_tail=RUNS.logs_tail(run_dir, record, settings),
     )
     return view
-
-
-def _logs(run_dir: Path, record: dict[str, Any] | None, settings: Settings) -> str | None:
-    if record is None:
-        return None
-    if record.get("runner") == RAY_JOB:
-        return runs.job_logs(record["job_id"], settings, LOG_TAIL_BYTES)
-    return tail(run_dir / LOG, LOG_TAIL_BYTES)

@@ -187,7 +187,7 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = FakeJobs()
-    monkeypatch.setattr(runs, "jobs_client", lambda _settings: (jobs, None))
+    monkeypatch.setattr(runs, "jobs_api_client", lambda _settings: (jobs, None))
     store = DatasetStore(storage)
     (store.recordings / "src").mkdir(parents=True)
     options = BuildOptions(language="en", whisper_model="tiny.en")
@@ -212,7 +212,7 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     view = builds.describe(store, "ds", settings, detail=True)
     assert view["status"] == "failed" and view["error"] == "no usable clips were produced"
     assert view["exit_status"] == 1 and view["logs_tail"].endswith("end of log")
-    assert len(view["logs_tail"]) == builds.LOG_TAIL_BYTES
+    assert len(view["logs_tail"]) == runs.LOG_TAIL_BYTES
     assert store.load_record("ds")["status"] == "failed"  # terminal outcomes are saved
 
 

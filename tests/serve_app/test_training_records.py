@@ -25,10 +25,10 @@ def _run(tmp_path: Path, progress_status: str) -> Path:
 def test_a_vanished_actor_is_judged_by_the_runs_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, progress_status: str, expected: str
 ) -> None:
-    monkeypatch.setattr(runs, "actor_alive", lambda job_id, namespace: False)
+    monkeypatch.setattr(runs, "actor_alive", lambda submission_id, namespace: False)
     run_dir = _run(tmp_path, progress_status)
     settings = Settings.load(storage_root=tmp_path)
-    record = training.refresh(run_dir, json.loads((run_dir / "job.json").read_text()), settings)
+    record = training.refresh(run_dir, settings)
     assert record["status"] == expected
     assert json.loads((run_dir / "job.json").read_text())["status"] == expected  # the outcome is saved
     if expected == "failed":
