@@ -1,4 +1,4 @@
-"""Starting and following dataset builds, run by :mod:`serve_app.runs` (a Ray Job, else a detached actor).
+"""Starting and following dataset builds: a :class:`serve_app.runs.ManagedRun` (a Ray Job, else an actor).
 
 The command is ``python -m data_prep build --config build_config.json --input ... --output ...``; an
 actor-run build writes its output to ``build.log`` and its outcome into ``build.json`` when it ends.
@@ -27,6 +27,7 @@ from serve_app.datasets.service import (
     new_record,
     status_without_record,
 )
+from serve_app.submissions import python_argv
 from voice_core.settings import Settings
 from voice_core.status import Status
 from voice_core.storage import read_json
@@ -73,7 +74,7 @@ def submit(
     config_file = write_config_file(check_options(options, settings.dataset_build_cpus), output / CONFIG)
     record = new_record(name, options, source, previous)
     record["job_id"] = f"dataset-{name}-{secrets.token_hex(4)}"
-    argv = runs.python_argv(*cli_args(config_file, store.recordings_dir(source), output))
+    argv = python_argv(*cli_args(config_file, store.recordings_dir(source), output))
     failure = BUILDS.submit(output, record, argv, settings, {"avs_dataset": name})
     if failure is not None:
         raise failure

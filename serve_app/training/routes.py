@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from serve_app import runs
+from serve_app import submissions
 from serve_app.context import ctx
 from serve_app.http import read_json
 from serve_app.training import service
@@ -105,5 +105,5 @@ async def get_tensorboard() -> dict[str, Any]:
     logdir = str(Storage.from_settings(settings).runs)
     hint = f"start `tensorboard --logdir {logdir}` and set AVS_TENSORBOARD_URL to its address"
     hint = None if settings.tensorboard_url else hint
-    dashboard = await asyncio.to_thread(runs.dashboard_address, settings)
+    dashboard = await asyncio.to_thread(submissions.dashboard_address, settings)
     return {"url": settings.tensorboard_url, "logdir": logdir, "hint": hint, "ray_dashboard_url": dashboard}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_app import runs
+from serve_app.submissions import python_argv
 from train_jobs.config import FinetuneConfig, write_config_file
 from train_jobs.progress import FINISHED, read_progress
 from voice_core.errors import ConflictError, NotFoundError
@@ -77,7 +78,7 @@ def submit(config: FinetuneConfig, settings: Settings) -> dict[str, Any]:
         "total_steps": prepared.total_steps,
         "resumed": prepared.resuming,
     }
-    argv = runs.python_argv(*cli_args(write_run_config(config, run_dir)))
+    argv = python_argv(*cli_args(write_run_config(config, run_dir)))
     RUNS.submit(run_dir, record, argv, settings, {"avs_training_run": config.run_name})
     return describe(storage, config.run_name, settings)
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from data_prep.config import BuildConfig
-from serve_app import runs
+from serve_app import submissions
 from serve_app.datasets import builds
 from serve_app.datasets.service import BuildOptions, DatasetStore, check_options
 from tests.data_prep.corpus import speak_recording
@@ -187,13 +187,13 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = FakeJobs()
-    monkeypatch.setattr(runs, "jobs_api_client", lambda _settings: (jobs, None))
+    monkeypatch.setattr(submissions, "jobs_api_client", lambda _settings: (jobs, None))
     store = DatasetStore(storage)
     (store.recordings / "src").mkdir(parents=True)
     options = BuildOptions(language="en", whisper_model="tiny.en")
     record = builds.submit(store, "ds", options, "src", None, settings)
     assert record["runner"] == "ray_job" and record["job_id"] == jobs.submitted["submission_id"]
-    assert jobs.submitted["entrypoint_num_cpus"] == runs.DRIVER_NUM_CPUS
+    assert jobs.submitted["entrypoint_num_cpus"] == submissions.DRIVER_NUM_CPUS
     assert jobs.submitted["runtime_env"]["env_vars"]["AVS_STORAGE_ROOT"] == str(settings.storage_root)
     cd, python, *argv = shlex.split(jobs.submitted["entrypoint"].replace(" && ", " "))[1:]
     assert cd == str(settings.storage_root) and python == sys.executable
@@ -212,7 +212,7 @@ def test_ray_job_submission_passes_command_env_and_cpus(
     view = builds.describe(store, "ds", settings, detail=True)
     assert view["status"] == "failed" and view["error"] == "no usable clips were produced"
     assert view["exit_status"] == 1 and view["logs_tail"].endswith("end of log")
-    assert len(view["logs_tail"]) == runs.LOG_TAIL_BYTES
+    assert len(view["logs_tail"]) == submissions.LOG_TAIL_BYTES
     assert store.load_record("ds")["status"] == "failed"  # terminal outcomes are saved
 
 
