@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.engine_batch import stream_batch
 from benchmarks.report import Result, Table, cli, summary_ms
 
 NAME = "batching"
@@ -57,7 +58,7 @@ def release_spec() -> Any:
 
 def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[Any]:
     """``count`` different requests: texts, languages, voices and seeds rotate."""
-    from serve_app.speech.engine import BatchRequest
+    from serve_app.speech.engine import EngineRequest
     from serve_app.speech.profiles import resolve_params
 
     params = resolve_params("balanced")
@@ -65,7 +66,7 @@ def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[An
     for index in range(count):
         text, language = TEXTS[index % len(TEXTS)]
         voice = engine.builtin_voice(engine.speakers[index % len(engine.speakers)])
-        made.append(BatchRequest(text, language, voice, params, seed=index, max_new_tokens=max_new_tokens))
+        made.append(EngineRequest(text, language, voice, params, seed=index, max_new_tokens=max_new_tokens))
     return made
 
 
@@ -112,7 +113,7 @@ def measure(engine: Any, requests: list[Any], batched: bool) -> dict[str, Any]:
         started = time.perf_counter()
         for group in groups:
             done: dict[int, float] = {}
-            for index, audio in engine.stream_batch(group):
+            for index, audio in stream_batch(engine, group):
                 audio_s += len(audio) / engine.sample_rate
                 done[index] = time.perf_counter()
             _sync(engine)
