@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.engine_batch import stream_batch
 from benchmarks.report import Result, Table, cli, summary_ms
 
 NAME = "batching"
@@ -57,7 +58,7 @@ def release_spec() -> Any:
 
 def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[Any]:
     """``count`` different requests: texts, languages, voices and seeds rotate."""
-    from serve_app.speech.engine import BatchRequest
+    from serve_app.speech.engine import EngineRequest
     from serve_app.speech.profiles import resolve_params
 
     params = resolve_params("balanced")
@@ -65,7 +66,7 @@ def requests_for(engine: Any, count: int, max_new_tokens: int | None) -> list[An
     for index in range(count):
         text, language = TEXTS[index % len(TEXTS)]
         voice = engine.builtin_voice(engine.speakers[index % len(engine.speakers)])
-        made.append(BatchRequest(text, language, voice, params, seed=index, max_new_tokens=max_new_tokens))
+        made.append(EngineRequest(text, language, voice, params, seed=index, max_new_tokens=max_new_tokens))
     return made
 
 
@@ -112,7 +113,7 @@ def measure(engine: Any, requests: list[Any], batched: bool) -> dict[str, Any]:
         started = time.perf_counter()
         for group in groups:
             done: dict[int, float] = {}
-            for index, audio in engine.stream_batch(group):
+            for index, audio in stream_batch(engine, group):
                 audio_s += len(audio) / engine.sample_rate
                 done[index] = time.perf_counter()
             _sync(engine)
@@ -160,6 +161,56 @@ def load(model: str, root: Path, release_tokens: int = RELEASE_TOKENS) -> tuple[
     return XttsEngine(xtts, report), release_tokens if model == "release" else None
 
 
+def measure_level(engine: Any, requests: list[Any], rounds: int) -> dict[str, Any]:
+    """Both paths on ``requests`` for ``rounds`` rounds: the round with the median ratio, and every ratio."""
+    row: dict[str, Any] = {"concurrent": len(requests)}
+    pairs: list[dict[str, Any]] = []
+    for round_index in range(rounds):
+        # Both paths back to back, alternating which goes first: this machine's speed drifts
+        # over tens of seconds (other tenants, throttling), so a ratio is taken within a round.
+        order = ("unbatched", "batched") if round_index % 2 == 0 else ("batched", "unbatched")
+        pair = {mode: measure(engine, requests, batched=mode == "batched") for mode in order}
+        pair["throughput_ratio"] = round(pair["batched"]["audio_s_per_s"] / pair["unbatched"]["audio_s_per_s"], 3)
+        # Same requests, same tokens: the ratio of times outside HiFiGAN is the decoder's own speed-up.
+        pair["decoding_ratio"] = round(pair["unbatched"]["decoding_s"] / max(pair["batched"]["decoding_s"], 1e-9), 3)
+        pair["vocoder_ratio"] = round(pair["unbatched"]["vocoder_s"] / max(pair["batched"]["vocoder_s"], 1e-9), 3)
+        pairs.append(pair)
+    # The round with the median ratio is reported whole, so the table's figures belong together.
+    median = sorted(pairs, key=lambda pair: pair["throughput_ratio"])[len(pairs) // 2]
+    row.update(median)
+    row["round_ratios"] = [pair["throughput_ratio"] for pair in pairs]
+    return row
+
+
+def throughput_table(rows: list[dict[str, Any]], model: str, device: str) -> Table:
+    """The levels' figures as the report's table."""
+    table = Table(
+        f"Aggregate throughput, {model} model on {device}",
+        [
+            "concurrent",
+            "unbatched audio s/s",
+            "batched audio s/s",
+            "ratio",
+            "GPT decoding ratio",
+            "HiFiGAN ratio",
+            "unbatched p95 ms",
+            "batched p95 ms",
+        ],
+    )
+    for row in rows:
+        table.add(
+            row["concurrent"],
+            f"{row['unbatched']['audio_s_per_s']:.3f}",
+            f"{row['batched']['audio_s_per_s']:.3f}",
+            f"{row['throughput_ratio']:.2f}x",
+            f"{row['decoding_ratio']:.2f}x",
+            f"{row['vocoder_ratio']:.2f}x",
+            f"{row['unbatched']['latency_ms']['p95_ms']:.0f}",
+            f"{row['batched']['latency_ms']['p95_ms']:.0f}",
+        )
+    return table
+
+
 def run(
     out_dir: Path,
     quick: bool,
@@ -205,60 +256,14 @@ def run(
         measure(engine, requests_for(engine, max(levels), tokens), batched=True)
         rows: list[dict[str, Any]] = []
         for level in levels:
-            requests = requests_for(engine, level, tokens)
-            row: dict[str, Any] = {"concurrent": level}
-            pairs: list[dict[str, Any]] = []
-            for round_index in range(rounds):
-                # Both paths back to back, alternating which goes first: this machine's speed drifts
-                # over tens of seconds (other tenants, throttling), so a ratio is taken within a round.
-                order = ("unbatched", "batched") if round_index % 2 == 0 else ("batched", "unbatched")
-                pair = {mode: measure(engine, requests, batched=mode == "batched") for mode in order}
-                pair["throughput_ratio"] = round(
-                    pair["batched"]["audio_s_per_s"] / pair["unbatched"]["audio_s_per_s"], 3
-                )
-                # Same requests, same tokens: the ratio of times outside HiFiGAN is the decoder's own speed-up.
-                pair["decoding_ratio"] = round(
-                    pair["unbatched"]["decoding_s"] / max(pair["batched"]["decoding_s"], 1e-9), 3
-                )
-                pair["vocoder_ratio"] = round(
-                    pair["unbatched"]["vocoder_s"] / max(pair["batched"]["vocoder_s"], 1e-9), 3
-                )
-                pairs.append(pair)
-            # The round with the median ratio is reported whole, so the table's figures belong together.
-            median = sorted(pairs, key=lambda pair: pair["throughput_ratio"])[len(pairs) // 2]
-            row.update(median)
-            row["round_ratios"] = [pair["throughput_ratio"] for pair in pairs]
+            row = measure_level(engine, requests_for(engine, level, tokens), rounds)
             rows.append(row)
             print(f"{level} concurrent: batched/unbatched throughput {row['throughput_ratio']:.2f}x", flush=True)
         share = vocoder_share(engine, requests_for(engine, 1, tokens)[0])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result.metrics = {"levels": rows, "vocoder_share_of_one_request": share}
-    table = Table(
-        f"Aggregate throughput, {model} model on {result.config['device']}",
-        [
-            "concurrent",
-            "unbatched audio s/s",
-            "batched audio s/s",
-            "ratio",
-            "GPT decoding ratio",
-            "HiFiGAN ratio",
-            "unbatched p95 ms",
-            "batched p95 ms",
-        ],
-    )
-    for row in rows:
-        table.add(
-            row["concurrent"],
-            f"{row['unbatched']['audio_s_per_s']:.3f}",
-            f"{row['batched']['audio_s_per_s']:.3f}",
-            f"{row['throughput_ratio']:.2f}x",
-            f"{row['decoding_ratio']:.2f}x",
-            f"{row['vocoder_ratio']:.2f}x",
-            f"{row['unbatched']['latency_ms']['p95_ms']:.0f}",
-            f"{row['batched']['latency_ms']['p95_ms']:.0f}",
-        )
-    result.tables.append(table)
+    result.tables.append(throughput_table(rows, model, result.config["device"]))
     at_target = [row for row in rows if row["concurrent"] == TARGET_LEVEL]
     if at_target:
         result.check(

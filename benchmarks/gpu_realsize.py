@@ -5,9 +5,9 @@ layers, 1024 channels: :func:`benchmarks.batching.release_spec`) and measures, o
 replicas use, requests that generate a fixed number of audio tokens (random weights rarely pick the
 stop token, so every request decodes up to the limit and runs compare):
 
-- whole synthesis (``XttsEngine.synthesize_batch`` with one request): wall time, audio seconds and
-  the real-time factor (wall / audio; below 1 is faster than real time);
-- streamed synthesis (20-token chunks, ``XttsEngine.stream_batch``): time to first audio and total.
+- whole synthesis (one request decoded alone, :func:`benchmarks.engine_batch.stream_batch`): wall time,
+  audio seconds and the real-time factor (wall / audio; below 1 is faster than real time);
+- streamed synthesis (20-token chunks, the same): time to first audio and total.
 
 Without CUDA it skips: the JSON says ``"skipped"`` with the reason, no table, no check, exit status 0.
 ``--allow-cpu`` runs the same measurement on the CPU (minutes per request at release size; meant to
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.engine_batch import stream_batch
 from benchmarks.report import Result, Table, cli, summary_ms
 
 NAME = "gpu_realsize"
@@ -41,12 +42,12 @@ def _sync(engine: Any) -> None:
 
 
 def _request(engine: Any, tokens: int, stream: bool) -> Any:
-    from serve_app.speech.engine import BatchRequest
+    from serve_app.speech.engine import EngineRequest
     from serve_app.speech.profiles import resolve_params
 
     params = resolve_params("balanced")  # streams in CHUNK_TOKENS-token chunks
     voice = engine.builtin_voice(engine.speakers[0])
-    return BatchRequest(
+    return EngineRequest(
         TEXT, "en", voice, params, seed=1, stream_unit="tokens" if stream else None, max_new_tokens=tokens
     )
 
@@ -57,7 +58,7 @@ def measure_once(engine: Any, tokens: int, stream: bool) -> dict[str, float]:
     started = time.perf_counter()
     first: float | None = None
     samples = 0
-    for _, audio in engine.stream_batch([request]):
+    for _, audio in stream_batch(engine, [request]):
         if first is None and len(audio):
             _sync(engine)
             first = time.perf_counter() - started

@@ -3,11 +3,12 @@
 Four paths run interleaved (the order alternates every round, so drift on a shared machine hits
 all of them alike), each with the same short text, voice, parameters and seed:
 
-* ``POST /v1/audio/speech`` (pcm) over HTTP; the route streams through ``engine.stream`` and an
-  ``AudioStreamEncoder``;
-* the same in-process: ``XttsEngine.stream`` + ``AudioStreamEncoder("pcm")`` (same code path);
-* ``POST /tts`` (format pcm) over HTTP; the route calls ``engine.synthesize`` + ``encode_audio``;
-* the same in-process: ``XttsEngine.synthesize`` + ``encode_audio(..., "pcm")``.
+* ``POST /v1/audio/speech`` (pcm) over HTTP; the replica streams the request decoded as a batch of one
+  through an ``AudioStreamEncoder``;
+* the same in-process: the engine decoding the request alone (``benchmarks.engine_batch.stream_batch``)
+  + ``AudioStreamEncoder("pcm")`` (same code path);
+* ``POST /tts`` (format pcm) over HTTP; the replica decodes the request whole, then ``encode_audio``;
+* the same in-process: ``benchmarks.engine_batch.synthesize_batch`` + ``encode_audio(..., "pcm")``.
 
 The in-process engine is loaded from the same files with as many torch threads as the replica
 (Ray gives a one-CPU replica ``OMP_NUM_THREADS=1``). ``GET /health`` (proxy + ingress) and
@@ -81,9 +82,9 @@ OURS_VS_FLOOR: tuple[tuple[str, str, str], ...] = (
 TTS_BODY = {"text": TEXT, "voice": VOICE, "seed": SEED, "format": "pcm"}
 LABELS = {
     "http_speech": "HTTP POST /v1/audio/speech (pcm, streamed)",
-    "local_stream": "in-process engine.stream + AudioStreamEncoder",
+    "local_stream": "in-process engine stream + AudioStreamEncoder",
     "http_tts": "HTTP POST /tts (pcm)",
-    "local_synthesize": "in-process engine.synthesize + encode_audio",
+    "local_synthesize": "in-process engine synthesis + encode_audio",
 }
 
 
@@ -91,6 +92,8 @@ def _paths(bench: Bench, client: Any) -> tuple[dict[str, Callable[[], bytes]], l
     """The four synthesis paths, a list collecting /tts's server-side synthesis time, and the engine info."""
     import torch
 
+    from benchmarks.engine_batch import stream_batch, synthesize_batch
+    from serve_app.speech.engine import EngineRequest
     from serve_app.speech.profiles import resolve_params
     from voice_core.encode import AudioStreamEncoder, encode_audio
 
@@ -112,11 +115,13 @@ def _paths(bench: Bench, client: Any) -> tuple[dict[str, Callable[[], bytes]], l
 
     def local_stream() -> bytes:
         encoder = AudioStreamEncoder("pcm", rate)
-        data = b"".join(encoder.encode(chunk) for chunk in engine.stream(TEXT, "en", voice, params, SEED))
+        streamed = EngineRequest(TEXT, "en", voice, params, SEED, stream_unit="tokens")
+        data = b"".join(encoder.encode(chunk) for _, chunk in stream_batch(engine, [streamed]))
         return data + encoder.finish()
 
     def local_synthesize() -> bytes:
-        return encode_audio(engine.synthesize(TEXT, "en", voice, params, SEED), rate, "pcm")
+        [audio] = synthesize_batch(engine, [EngineRequest(TEXT, "en", voice, params, SEED)])
+        return encode_audio(audio, rate, "pcm")
 
     paths = {
         "http_speech": http_speech,

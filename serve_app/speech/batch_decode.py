@@ -10,8 +10,8 @@ generator; the loop runs coqui's GPT2 over all of them at once with one KV cache
 - each row's scores go through the arithmetic of the Hugging Face processors ``generate`` uses for
   one sequence, in its order (repetition penalty over the prompt ids and the generated tokens, then
   temperature, top-k, top-p when sampling), applied to all rows at once with per-row parameters
-  (:class:`BatchSampler`; its rows equal what the processors give one by one), and are sampled with
-  the item's own ``torch.Generator`` (greedy when ``do_sample`` is false);
+  (:class:`serve_app.speech.sampler.BatchSampler`; its rows equal what the processors give one by
+  one), and are sampled with the item's own ``torch.Generator`` (greedy when ``do_sample`` is false);
 - a row leaves the batch (and the KV cache) when it emits the stop token, reaches the token limit
   or is cancelled; the others continue untouched;
 - audio is made per item as coqui makes it: the latent forward pass (``return_latent=True``) and
@@ -30,12 +30,13 @@ distribution.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from serve_app.speech.profiles import SamplingParams
+from serve_app.speech.sampler import BatchSampler
 
 # Samples coqui cross-fades between consecutive streamed chunks (its ``overlap_wav_len`` default).
 STREAM_OVERLAP_SAMPLES = 1024
@@ -109,104 +110,6 @@ def encode_piece(model: Any, text: str, language: str) -> Any:
     return torch.IntTensor(model.tokenizer.encode(text.strip().lower(), lang=language.split("-")[0]))
 
 
-class BatchSampler:
-    """Next tokens of all rows in a few batched operations, each row with its own parameters.
-
-    Row by row it computes exactly what ``generate``'s Hugging Face processors and draw compute for one
-    sequence (the same element-wise arithmetic, so the same floats): repetition penalty over the
-    tokens a row has seen, then, for sampled rows, temperature, top-k and top-p; a softmax; and a draw
-    from the row's own generator, or the arg-max for greedy rows. Only the draws run row by row (each
-    row has its own generator). A streamed row draws even when greedy, as
-    coqui's streaming generator does (with no warpers).
-
-    Args:
-        rows: per row ``(params, draws, seen_ids, generator)``: sampling parameters, whether the
-            row draws, the token ids the repetition penalty starts with, and the row's generator.
-        vocab: size of the score rows.
-        device: where the scores are.
-    """
-
-    def __init__(self, rows: list[tuple[SamplingParams, bool, Any, Any]], vocab: int, device: Any) -> None:
-        import torch
-
-        def column(values: list[float]) -> Any:
-            return torch.tensor(values, dtype=torch.float32, device=device)[:, None]
-
-        # Per row: the warpers apply only when sampling, and each only when its parameter asks for it.
-        uses_top_k = [p.do_sample and p.top_k != 0 for p, *_ in rows]
-        uses_top_p = [p.do_sample and p.top_p < 1.0 for p, *_ in rows]
-        self.draws = [draws for _p, draws, *_ in rows]
-        self.generators = [generator for *_, generator in rows]
-        self.penalty = column([p.repetition_penalty for p, *_ in rows])
-        self.temperature = column([p.temperature if p.do_sample else 1.0 for p, *_ in rows])
-        self.top_k = torch.tensor(
-            [min(max(p.top_k, 1), vocab) if k else vocab for (p, *_), k in zip(rows, uses_top_k, strict=True)],
-            device=device,
-        )
-        self.top_p = column([p.top_p if t else 1.0 for (p, *_), t in zip(rows, uses_top_p, strict=True)])
-        self.uses_top_k = torch.tensor(uses_top_k, device=device)
-        self.uses_top_p = torch.tensor(uses_top_p, device=device)
-        self.seen = torch.zeros(len(rows), vocab, dtype=torch.bool, device=device)
-        for row, (_params, _draws, seen_ids, _gen) in enumerate(rows):
-            ids = seen_ids.long()
-            # As the processor does: ids beyond the scores (none in XTTS's prompts) are not penalised.
-            self.seen[row, ids[ids < vocab]] = True
-        self.any_top_k = any(uses_top_k)
-        self.any_top_p = any(uses_top_p)
-        self.any_warp = any(p.do_sample for p, *_ in rows)
-
-    def scores(self, logits: Any) -> Any:
-        """The processed scores ``(rows, vocab)`` of raw ``logits`` (float32)."""
-        import torch
-
-        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
-        scores = torch.where(self.seen, penalised, logits)
-        if not self.any_warp:
-            return scores
-        scores = scores / self.temperature
-        if self.any_top_k:
-            kth = torch.topk(scores, int(self.top_k.max())).values.gather(1, (self.top_k - 1)[:, None])
-            scores = scores.masked_fill((scores < kth) & self.uses_top_k[:, None], -float("inf"))
-        if self.any_top_p:
-            ordered, order = torch.sort(scores, descending=False)
-            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-            drop_sorted = cumulative <= (1 - self.top_p)
-            drop_sorted[..., -1:] = 0
-            drop = drop_sorted.scatter(1, order, drop_sorted) & self.uses_top_p[:, None]
-            scores = scores.masked_fill(drop, -float("inf"))
-        return scores
-
-    def choose(self, logits: Any, live: list[int]) -> list[int]:
-        """Next token of each row in ``live`` (row positions), from the step's ``logits``; updates ``seen``."""
-        import torch
-
-        scores = self.scores(logits)
-        tokens = torch.argmax(scores, dim=-1)[live]
-        drawing = [n for n, row in enumerate(live) if self.draws[row]]  # positions in ``live``
-        if drawing:
-            drawn_rows = [live[n] for n in drawing]
-            probs = torch.nn.functional.softmax(scores[drawn_rows], dim=-1)
-            if not bool(((probs >= 0) & (probs < float("inf"))).all()):
-                raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-            # torch.multinomial's draw of one sample, row by row from each row's generator: the arg-max of
-            # p / q with q ~ Exp(1) filled from the generator (the same fill as the one multinomial makes).
-            noise = torch.empty_like(probs)
-            for n, row in enumerate(drawn_rows):
-                noise[n].exponential_(1, generator=self.generators[row])
-            tokens[drawing] = torch.argmax(probs / noise, dim=-1)
-        self.seen[torch.tensor(live, device=self.seen.device, dtype=torch.long), tokens] = True
-        return [int(t) for t in tokens.tolist()]
-
-    def keep(self, index: Any) -> None:
-        """Keep only the rows at ``index`` (a 1-D long tensor of row positions), in that order."""
-        positions = index.tolist()
-        self.penalty, self.temperature, self.top_p = self.penalty[index], self.temperature[index], self.top_p[index]
-        self.top_k, self.uses_top_k, self.uses_top_p = self.top_k[index], self.uses_top_k[index], self.uses_top_p[index]
-        self.seen = self.seen[index]
-        self.generators = [self.generators[p] for p in positions]
-        self.draws = [self.draws[p] for p in positions]
-
-
 def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
     """Decode ``items`` together on a coqui ``Xtts`` model, yielding audio as it is ready.
 
@@ -220,6 +123,42 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
 
     Yields:
         :class:`DecodeEvent` per chunk or finished piece, in the order the audio becomes ready.
+    """
+    import torch
+
+    gpt = model.gpt
+    rows, sampler, embeds, mask = _prompt(model, items)
+    cache = None
+    step = 0
+    while rows:
+        # After the prompt, a step's query attends to every earlier position a row has: the padding mask
+        # alone, given as the 4-D boolean mask Hugging Face would build from it each step (the same mask,
+        # so the same floats; 0.8 against 1.0 ms a step for 8 tiny-model rows). A batch of one keeps the
+        # 2-D mask, with which it is coqui's decoding bit for bit.
+        step_mask = mask[:, None, None, :].bool() if cache is not None and len(rows) > 1 else mask
+        out = gpt.gpt(inputs_embeds=embeds, attention_mask=step_mask, past_key_values=cache, use_cache=True)
+        cache = out.past_key_values
+        latents = gpt.final_norm(out.last_hidden_state[:, -1])
+        step += 1
+        keep, next_tokens = yield from _advance(model, rows, sampler, latents)
+        if not keep:
+            return
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=model.device)
+            cache.batch_select_indices(index)
+            sampler.keep(index)
+            mask = mask[index]
+            rows = [rows[position] for position in keep]
+        tokens = torch.tensor(next_tokens, device=model.device)[:, None]
+        embeds = gpt.mel_embedding(tokens) + gpt.mel_pos_embedding.get_fixed_embedding(step, model.device)
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+
+
+def _prompt(model: Any, items: list[DecodeItem]) -> tuple[list[_Row], BatchSampler, Any, Any]:
+    """The rows, sampler, first step's input embeddings and padding mask of a batch.
+
+    Prefixes (voice latents + text embeddings, as coqui's ``GPT.compute_embeddings`` builds them) are
+    left-padded, then every row gets the start-of-audio embedding.
     """
     import torch
 
@@ -240,64 +179,51 @@ def decode_batch(model: Any, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
         rows.append(_Row(index, item, limit))
 
     width = max(p.shape[0] for p in prefixes)
-    dim = prefixes[0].shape[-1]
     start = gpt.mel_embedding(torch.tensor([gpt.start_audio_token], device=device)) + gpt.mel_pos_embedding.emb(
         torch.tensor([0], device=device)
     )
-    embeds = torch.zeros(len(rows), width + 1, dim, dtype=prefixes[0].dtype, device=device)
+    embeds = torch.zeros(len(rows), width + 1, prefixes[0].shape[-1], dtype=prefixes[0].dtype, device=device)
     mask = torch.zeros(len(rows), width + 1, dtype=torch.long, device=device)
     for row, prefix in enumerate(prefixes):
         embeds[row, width - prefix.shape[0] : width] = prefix
         mask[row, width - prefix.shape[0] :] = 1
     embeds[:, width] = start
+    return rows, BatchSampler(sampled, gpt.mel_head.out_features, device), embeds, mask
 
-    sampler = BatchSampler(sampled, gpt.mel_head.out_features, device)
-    cache = None
-    step = 0
-    while rows:
-        # After the prompt, a step's query attends to every earlier position a row has: the padding mask
-        # alone, given as the 4-D boolean mask Hugging Face would build from it each step (the same mask,
-        # so the same floats; 0.8 against 1.0 ms a step for 8 tiny-model rows). A batch of one keeps the
-        # 2-D mask, with which it is coqui's decoding bit for bit.
-        step_mask = mask[:, None, None, :].bool() if cache is not None and len(rows) > 1 else mask
-        out = gpt.gpt(inputs_embeds=embeds, attention_mask=step_mask, past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
-        latents = gpt.final_norm(out.last_hidden_state[:, -1])
-        logits = gpt.mel_head(latents).float()
-        step += 1
-        keep: list[int] = []
-        finished: list[_Row] = []
-        chunks: list[_Row] = []
-        next_tokens: list[int] = []
-        live = [position for position, row in enumerate(rows) if not row.item.cancelled.is_set()]
-        for position, token in zip(live, sampler.choose(logits, live), strict=True):
-            row = rows[position]
-            row.tokens.append(token)
-            chunk_tokens = row.item.stream_chunk_tokens
-            if chunk_tokens is not None:
-                row.latents.append(latents[position])
-                row.since_chunk += 1
-                if chunk_tokens > 0 and row.since_chunk >= chunk_tokens:
-                    chunks.append(row)
-            if token == gpt.stop_audio_token or len(row.tokens) >= row.limit:
-                finished.append(row)
-                continue
-            keep.append(position)
-            next_tokens.append(token)
-        yield from _stream_chunks(model, chunks, final=False)
-        yield from _stream_chunks(model, [r for r in finished if r.item.stream_chunk_tokens is not None], final=True)
-        yield from _whole_pieces(model, [r for r in finished if r.item.stream_chunk_tokens is None])
-        if not keep:
-            return
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, device=device)
-            cache.batch_select_indices(index)
-            sampler.keep(index)
-            mask = mask[index]
-            rows = [rows[position] for position in keep]
-        tokens = torch.tensor(next_tokens, device=device)[:, None]
-        embeds = gpt.mel_embedding(tokens) + gpt.mel_pos_embedding.get_fixed_embedding(step, device)
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+
+def _advance(
+    model: Any, rows: list[_Row], sampler: BatchSampler, latents: Any
+) -> Generator[DecodeEvent, None, tuple[list[int], list[int]]]:
+    """One step's tokens for the live rows; yields the audio the step completes.
+
+    Returns:
+        The positions of the rows that go on and the tokens they feed to the next step.
+    """
+    gpt = model.gpt
+    logits = gpt.mel_head(latents).float()
+    keep: list[int] = []
+    finished: list[_Row] = []
+    chunks: list[_Row] = []
+    next_tokens: list[int] = []
+    live = [position for position, row in enumerate(rows) if not row.item.cancelled.is_set()]
+    for position, token in zip(live, sampler.choose(logits, live), strict=True):
+        row = rows[position]
+        row.tokens.append(token)
+        chunk_tokens = row.item.stream_chunk_tokens
+        if chunk_tokens is not None:
+            row.latents.append(latents[position])
+            row.since_chunk += 1
+            if chunk_tokens > 0 and row.since_chunk >= chunk_tokens:
+                chunks.append(row)
+        if token == gpt.stop_audio_token or len(row.tokens) >= row.limit:
+            finished.append(row)
+            continue
+        keep.append(position)
+        next_tokens.append(token)
+    yield from _stream_chunks(model, chunks, final=False)
+    yield from _stream_chunks(model, [r for r in finished if r.item.stream_chunk_tokens is not None], final=True)
+    yield from _whole_pieces(model, [r for r in finished if r.item.stream_chunk_tokens is None])
+    return keep, next_tokens
 
 
 def _stretch(latents: Any, speed: float) -> Any:

@@ -1,13 +1,15 @@
 """The synthesis engine: one loaded XTTS model, thread-safe, deterministic per seed.
 
-This is plain Python (no Ray) so it is tested directly and reused by the Serve deployment, the
-benchmarks and the training samples. One lock per engine serialises generation: coqui's GPT keeps
-per-call state (KV cache, torch RNG) that concurrent calls would corrupt.
+This is plain Python (no Ray) so it is tested directly and reused by the Serve deployment and the
+benchmarks. Every synthesis goes through the batch decoder (:mod:`serve_app.speech.batch_decode`): a
+request becomes one :class:`DecodeItem` per piece of its text (:meth:`XttsEngine.items`), and
+:meth:`XttsEngine.decode` decodes the pieces of several requests together, a lone request as a batch of
+one (which is coqui's ``Xtts.inference`` / ``inference_stream`` with the same seed). One lock per engine
+serialises decoding: the GPT's KV cache and buffers are per-call state that concurrent calls would corrupt.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -57,16 +59,19 @@ class SynthesisStats:
 
 
 @dataclass
-class BatchRequest:
-    """One request of :meth:`XttsEngine.synthesize_batch` / :meth:`XttsEngine.stream_batch`.
+class EngineRequest:
+    """One synthesis for the engine: what to say, how, and with which random numbers.
 
     Attributes:
-        text: the text to speak (split into pieces as :meth:`XttsEngine.synthesize` splits it).
-        language: its language code.
+        text: the text to speak (split into pieces by :meth:`XttsEngine.pieces`).
+        language: its language code (normalised against the model's).
         voice: the voice's latents.
         params: sampling parameters.
-        seed: seed of the request's own random generator.
-        stream_unit: None for whole audio; ``tokens`` or ``pieces`` as in :meth:`XttsEngine.stream`.
+        seed: seed of the request's own random generator, shared by its pieces in reading order.
+        stream_unit: None for whole pieces; ``tokens`` for a chunk every ``params.stream_chunk_tokens``
+            GPT tokens (coqui's ``inference_stream``: earliest audio, and the same tokens as whole
+            decoding, so the joined chunks equal the whole audio except within about 1000 samples of
+            each seam, where coqui cross-fades); ``pieces`` for each piece whole as soon as it is made.
         max_new_tokens: audio tokens after which each piece ends; None: the model's limit.
     """
 
@@ -147,18 +152,6 @@ class XttsEngine:
             embedding = torch.stack(embeddings).mean(dim=0)
         return VoiceLatents(gpt_latent.cpu(), embedding.cpu())
 
-    def _kwargs(self, params: SamplingParams) -> dict[str, Any]:
-        return {
-            "temperature": params.temperature,
-            "length_penalty": params.length_penalty,
-            "repetition_penalty": params.repetition_penalty,
-            "top_k": params.top_k,
-            "top_p": params.top_p,
-            "do_sample": params.do_sample,
-            "speed": params.speed,
-            "enable_text_splitting": False,
-        }
-
     def pieces(self, text: str, language: str, params: SamplingParams) -> list[str]:
         """Split ``text`` as synthesis will (validated non-empty)."""
         pieces = split_text(text, language, params.split_chars)
@@ -166,121 +159,29 @@ class XttsEngine:
             raise InvalidInputError("text is empty; send at least one word to speak")
         return pieces
 
-    def synthesize(
-        self,
-        text: str,
-        language: str,
-        voice: VoiceLatents,
-        params: SamplingParams,
-        seed: int,
-        stats: SynthesisStats | None = None,
-    ) -> np.ndarray:
-        """Synthesise ``text`` whole; long text is split, spoken in order and joined.
+    def items(self, request: EngineRequest) -> list[DecodeItem]:
+        """The pieces of ``request`` as batch-decoding items, sharing one generator seeded with its seed.
 
-        Returns:
-            Mono float32 audio at :attr:`sample_rate`.
-        """
-        return np.concatenate(list(self._generate(text, language, voice, params, seed, stats, stream=False)))
-
-    def stream(
-        self,
-        text: str,
-        language: str,
-        voice: VoiceLatents,
-        params: SamplingParams,
-        seed: int,
-        stats: SynthesisStats | None = None,
-        unit: str = "tokens",
-    ) -> Iterator[np.ndarray]:
-        """Yield audio chunks as they are made.
-
-        With ``unit="tokens"`` a chunk leaves every ``params.stream_chunk_tokens`` GPT tokens (earliest
-        audio; coqui re-decodes the growing latent sequence for each chunk, so it costs more compute).
-        The tokens are those of :meth:`synthesize` with the same seed, so the joined chunks have its
-        length and samples, except within about 1000 samples of each chunk seam, where coqui decodes a
-        prefix and cross-fades into the next chunk. With ``unit="pieces"`` each sentence-sized piece
-        leaves whole as soon as it is synthesised: the joined audio equals :meth:`synthesize` exactly.
-        """
-        _check_unit(unit)
-        yield from self._generate(text, language, voice, params, seed, stats, stream=unit == "tokens")
-
-    def _generate(
-        self,
-        text: str,
-        language: str,
-        voice: VoiceLatents,
-        params: SamplingParams,
-        seed: int,
-        stats: SynthesisStats | None,
-        *,
-        stream: bool,
-    ) -> Iterator[np.ndarray]:
-        import torch
-
-        stats = stats if stats is not None else SynthesisStats()
-        language = self.language(language)
-        pieces = self.pieces(text, language, params)
-        gap = np.zeros(int(PIECE_GAP_S * self.sample_rate), dtype=np.float32)
-        started = time.perf_counter()
-        kwargs = self._kwargs(params)
-        with self._lock, torch.inference_mode(), _seeded(seed):
-            for index, piece in enumerate(pieces):
-                if index:
-                    yield gap
-                if stream:
-                    chunks = self.model.inference_stream(
-                        piece,
-                        language,
-                        voice.gpt_cond_latent,
-                        voice.speaker_embedding,
-                        stream_chunk_size=params.stream_chunk_tokens,
-                        **kwargs,
-                    )
-                else:
-                    result = self.model.inference(
-                        piece, language, voice.gpt_cond_latent, voice.speaker_embedding, **kwargs
-                    )
-                    chunks = iter([torch.as_tensor(result["wav"])])
-                for chunk in chunks:
-                    audio = to_numpy(chunk)
-                    stats.record_chunk(len(audio), self.sample_rate, started)
-                    yield audio
-                stats.pieces += 1
-        stats.finish(started)
-
-    def piece_items(
-        self,
-        text: str,
-        language: str,
-        voice: VoiceLatents,
-        params: SamplingParams,
-        seed: int,
-        unit: str | None = None,
-    ) -> list[DecodeItem]:
-        """The pieces of one request as batch-decoding items, sharing one generator seeded with ``seed``.
-
-        Decoded in order, they draw the random numbers :meth:`synthesize` / :meth:`stream` draw.
-
-        Args:
-            text: the text to speak.
-            language: its language code.
-            voice: the voice's latents.
-            params: sampling parameters.
-            seed: seed of the request's generator.
-            unit: None for whole pieces; ``tokens`` or ``pieces`` as in :meth:`stream`.
+        Decoded in order, they draw the random numbers coqui's unbatched inference draws under
+        ``torch.manual_seed(seed)``.
 
         Returns:
             One item per piece, in reading order.
+
+        Raises:
+            InvalidInputError: unknown language or stream unit, empty text, or a piece too long for the model.
         """
         import torch
 
-        if unit is not None:
-            _check_unit(unit)
-        language = self.language(language)
-        generator = torch.Generator(device=self.model.device).manual_seed(seed)
-        chunk_tokens = params.stream_chunk_tokens if unit == "tokens" else None
+        if request.stream_unit is not None and request.stream_unit not in ("tokens", "pieces"):
+            raise InvalidInputError(f"unknown stream unit {request.stream_unit!r}; use 'tokens' or 'pieces'")
+        language = self.language(request.language)
+        params = request.params
+        generator = torch.Generator(device=self.model.device).manual_seed(request.seed)
+        chunk_tokens = params.stream_chunk_tokens if request.stream_unit == "tokens" else None
+        voice = request.voice
         items = []
-        for piece in self.pieces(text, language, params):
+        for piece in self.pieces(request.text, language, params):
             tokens = encode_piece(self.model, piece, language)
             # coqui's inference asserts this; checked here so one bad piece cannot fail a whole batch.
             if tokens.shape[-1] >= self.model.args.gpt_max_text_tokens:
@@ -288,9 +189,9 @@ class XttsEngine:
                     f"a piece of the text is {tokens.shape[-1]} tokens long; the model takes fewer than "
                     f"{self.model.args.gpt_max_text_tokens}: lower split_chars"
                 )
-            items.append(
-                DecodeItem(tokens, voice.gpt_cond_latent, voice.speaker_embedding, params, generator, chunk_tokens)
-            )
+            item = DecodeItem(tokens, voice.gpt_cond_latent, voice.speaker_embedding, params, generator, chunk_tokens)
+            item.max_new_tokens = request.max_new_tokens
+            items.append(item)
         return items
 
     def decode(self, items: list[DecodeItem]) -> Iterator[DecodeEvent]:
@@ -305,52 +206,7 @@ class XttsEngine:
             for event in decode_batch(self.model, items):
                 yield DecodeEvent(event.index, to_numpy(event.audio), event.final)
 
-    def synthesize_batch(self, requests: list[BatchRequest]) -> list[np.ndarray]:
-        """Synthesise several requests with batched decoding: the whole audio of each, in order.
-
-        Equals :meth:`synthesize` per request for greedy decoding, and for sampling where float
-        rounding moves no draw (see :mod:`serve_app.speech.batch_decode`).
-        """
-        parts: list[list[np.ndarray]] = [[] for _ in requests]
-        for index, audio in self.stream_batch(requests):
-            parts[index].append(audio)
-        return [np.concatenate(p) for p in parts]
-
-    def stream_batch(self, requests: list[BatchRequest]) -> Iterator[tuple[int, np.ndarray]]:
-        """Batched decoding of several requests, yielding ``(request index, audio)`` as audio is made.
-
-        Requests advance piece by piece: round ``k`` decodes the ``k``-th piece of every request that
-        has one, in one batch. Gaps between pieces are yielded as :meth:`stream` yields them.
-        """
-        items = [self.piece_items(r.text, r.language, r.voice, r.params, r.seed, r.stream_unit) for r in requests]
-        for request, pieces in zip(requests, items, strict=True):
-            for item in pieces:
-                item.max_new_tokens = request.max_new_tokens
-        gap = np.zeros(int(PIECE_GAP_S * self.sample_rate), dtype=np.float32)
-        for round_index in range(max(len(i) for i in items)):
-            owners = [n for n, pieces in enumerate(items) if round_index < len(pieces)]
-            if round_index:
-                for owner in owners:
-                    yield owner, gap
-            for event in self.decode([items[n][round_index] for n in owners]):
-                yield owners[event.index], event.audio
-
-
-def _check_unit(unit: str) -> None:
-    if unit not in ("tokens", "pieces"):
-        raise InvalidInputError(f"unknown stream unit {unit!r}; use 'tokens' or 'pieces'")
-
 
 def to_numpy(audio: Any) -> np.ndarray:
     """Mono float32 numpy samples of a torch audio tensor (any device, any leading shape)."""
     return audio.detach().float().cpu().numpy().reshape(-1)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch (and CUDA) for one generation, restoring the previous CPU RNG state afterwards."""
-    import torch
-
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        torch.manual_seed(seed)
-        yield

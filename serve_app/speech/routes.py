@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -12,7 +11,6 @@ from fastapi.responses import Response, StreamingResponse
 
 from serve_app.context import ctx
 from serve_app.http import parse_body, read_references
-from serve_app.speech.metrics import record_first_audio, record_synthesis
 from serve_app.speech.protocol import OPENAI_MODEL_ALIASES, SpeechRequest, SynthesisRequest, SynthesisResult, TTSRequest
 
 router = APIRouter()
@@ -37,19 +35,9 @@ def _from_openai(body: SpeechRequest) -> SynthesisRequest:
 
 async def _open_stream(request: Request, synthesis: SynthesisRequest) -> tuple[SynthesisResult, AsyncIterator[bytes]]:
     """Start a streamed synthesis; errors before the first chunk surface here (as HTTP errors)."""
-    started = time.perf_counter()
     generator = ctx().tts.options(stream=True).stream.remote(synthesis)
     meta: SynthesisResult = await generator.__anext__()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        first = True
-        async for chunk in generator:
-            if first:
-                record_first_audio(time.perf_counter() - started)
-                first = False
-            yield chunk
-
-    return meta, chunks()
+    return meta, generator
 
 
 @router.post("/v1/audio/speech")
@@ -102,13 +90,6 @@ async def tts(request: Request) -> Response:
     """Synthesise a whole text (JSON body, or multipart with ``reference`` audio files)."""
     synthesis = await _native_request(request)
     result: SynthesisResult = await ctx().tts.synthesize.remote(synthesis)
-    record_synthesis(
-        result.model_used,
-        result.audio_seconds,
-        result.synth_seconds,
-        result.first_chunk_s,
-        bool(result.fallback_reason),
-    )
     return Response(result.audio, media_type=result.media_type, headers=result.headers())
 
 

@@ -4,10 +4,12 @@ The default model is loaded at start and pinned; other models (fine-tuned export
 are loaded on demand through Serve model multiplexing, bounded per replica with LRU eviction.
 Generation runs in a worker thread so the replica's event loop keeps answering.
 
-Concurrent requests are batched (``@serve.batch``): each request sends its pieces of text, one after
+Every request decodes through the batcher (``@serve.batch``): each sends its pieces of text, one after
 the other, to :meth:`TTSDeployment._decode_batched`, which decodes the pieces waiting together
-(:mod:`serve_app.speech.batch_decode`) and hands each request its own audio as it is made. The batch size and
-wait come from the settings and the deployment's ``user_config`` (:meth:`TTSDeployment.reconfigure`).
+(:mod:`serve_app.speech.batch_decode`; a lone piece as a batch of one) and hands each request its own audio
+as it is made. The batch size and wait come from the settings and the deployment's ``user_config``
+(:meth:`TTSDeployment.reconfigure`). The synthesis metrics of every request (``/tts``, streams, jobs)
+are recorded here, where the audio and its timings are known.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from ray import serve
 
 from serve_app.config import BatchingConfig
 from serve_app.speech.batch_decode import DecodeEvent, DecodeItem
-from serve_app.speech.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
-from serve_app.speech.metrics import record_synthesis
-from serve_app.speech.profiles import SamplingParams, resolve_params
+from serve_app.speech.engine import PIECE_GAP_S, EngineRequest, SynthesisStats, VoiceLatents, XttsEngine
+from serve_app.speech.metrics import record_first_audio, record_synthesis
+from serve_app.speech.profiles import resolve_params
 from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
 from serve_app.voices.service import VoiceStore, choose_voice
 from voice_core.errors import VoiceError
@@ -68,6 +70,17 @@ def load_engine(settings: Settings, model_id: str | None) -> XttsEngine:
         return XttsEngine(model, report)
     model, report = load_xtts(directory, model_id=model_id, device=settings.device, allowed_roots=roots)
     return XttsEngine(model, report)
+
+
+async def _encoded(chunks: AsyncIterator[np.ndarray], encoder: Any) -> AsyncIterator[bytes]:
+    """The non-empty encoded pieces of ``chunks`` through an ``AudioStreamEncoder``, its tail last."""
+    async for chunk in chunks:
+        data = encoder.encode(chunk)
+        if data:
+            yield data
+    tail = encoder.finish()
+    if tail:
+        yield tail
 
 
 @serve.deployment(name="TTSDeployment")
@@ -160,7 +173,7 @@ class TTSDeployment:
             return latents, name
         raise choice.unknown(engine.report.model_id, references_allowed=True)
 
-    async def _prepare(self, request: SynthesisRequest) -> tuple[XttsEngine, Any, SynthesisResult, Any]:
+    async def _prepare(self, request: SynthesisRequest) -> tuple[XttsEngine, EngineRequest, SynthesisResult]:
         engine, used, fallback = await self._engine(request.model, request.allow_fallback)
         language = engine.language(request.language or self._settings.default_language)
         params = resolve_params(request.profile, request.overrides)
@@ -181,84 +194,55 @@ class TTSDeployment:
             voice=voice,
             untrained=engine.report.untrained,
         )
-        return engine, latents, result, params
+        return engine, EngineRequest(request.text, language, latents, params, seed, request.stream_unit), result
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         """Synthesise a whole text and return encoded audio (or raw samples when ``request.raw``)."""
         from voice_core.encode import encode_audio
 
-        engine, latents, result, params = await self._prepare(request)
+        engine, job, result = await self._prepare(request)
+        job.stream_unit = None
         stats = SynthesisStats()
-
-        def encode(samples: np.ndarray) -> bytes:
-            return b"" if request.raw else encode_audio(samples, engine.sample_rate, request.response_format)
-
-        if self._batch_max_size > 1:
-            items = engine.piece_items(request.text, result.language, latents, params, result.seed)
-            samples = np.concatenate([chunk async for chunk in self._batched_audio(engine, items, stats)])
-            result.audio = await asyncio.to_thread(encode, samples)
-        else:
-
-            def synthesize_and_encode() -> tuple[Any, bytes]:  # one worker-thread hop for both
-                samples = engine.synthesize(request.text, result.language, latents, params, result.seed, stats)
-                return samples, encode(samples)
-
-            samples, result.audio = await asyncio.to_thread(synthesize_and_encode)
+        samples = np.concatenate([chunk async for chunk in self._audio(engine, job, stats)])
         if request.raw:
             result.samples = samples
+        else:
+            result.audio = await asyncio.to_thread(encode_audio, samples, engine.sample_rate, request.response_format)
         result.pieces, result.audio_seconds = stats.pieces, len(samples) / engine.sample_rate
         result.synth_seconds, result.first_chunk_s = stats.total_s, stats.first_chunk_s
+        record_synthesis(
+            result.model_used,
+            result.audio_seconds,
+            result.synth_seconds,
+            result.first_chunk_s,
+            bool(result.fallback_reason),
+        )
         return result
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[SynthesisResult | bytes]:
         """Yield a :class:`SynthesisResult` (metadata) first, then encoded audio chunks as they are made."""
         from voice_core.encode import AudioStreamEncoder
 
-        engine, latents, result, params = await self._prepare(request)
+        started = time.perf_counter()
+        engine, job, result = await self._prepare(request)
         yield result
         encoder = AudioStreamEncoder(request.response_format, engine.sample_rate)
         stats = SynthesisStats()
-        async for chunk in self._audio(engine, request, result, latents, params, stats):
-            data = encoder.encode(chunk)
-            if data:
-                yield data
-        tail = encoder.finish()
-        if tail:
-            yield tail
-        # Streams are counted here, where the audio duration is known (the ingress sees only bytes).
+        first = True
+        async for data in _encoded(self._audio(engine, job, stats), encoder):
+            if first:  # time to the first audio byte, from the request's arrival here
+                record_first_audio(time.perf_counter() - started)
+                first = False
+            yield data
         record_synthesis(result.model_used, stats.audio_seconds, stats.total_s, None, bool(result.fallback_reason))
 
-    async def _audio(
-        self,
-        engine: XttsEngine,
-        request: SynthesisRequest,
-        result: SynthesisResult,
-        latents: VoiceLatents,
-        params: SamplingParams,
-        stats: SynthesisStats,
-    ) -> AsyncIterator[np.ndarray]:
-        """A stream's audio chunks: through the batcher, or from the engine alone when batching is off."""
-        if self._batch_max_size > 1:
-            items = engine.piece_items(request.text, result.language, latents, params, result.seed, request.stream_unit)
-            async for chunk in self._batched_audio(engine, items, stats):
-                yield chunk
-            return
-        chunks = engine.stream(request.text, result.language, latents, params, result.seed, stats, request.stream_unit)
-        done = object()
-        try:
-            while (chunk := await asyncio.to_thread(next, chunks, done)) is not done:
-                yield chunk
-        finally:
-            chunks.close()
-
-    async def _batched_audio(
-        self, engine: XttsEngine, items: list[DecodeItem], stats: SynthesisStats
-    ) -> AsyncIterator[np.ndarray]:
+    async def _audio(self, engine: XttsEngine, job: EngineRequest, stats: SynthesisStats) -> AsyncIterator[np.ndarray]:
         """One request's audio, its pieces sent through the batcher in reading order, gaps between them.
 
         A request that goes away (client disconnect, cancellation) marks its piece cancelled, so the
         batch drops it at the next step and the other requests decode on.
         """
+        items = engine.items(job)
         started = time.perf_counter()
         gap = np.zeros(int(PIECE_GAP_S * engine.sample_rate), dtype=np.float32)
         for index, item in enumerate(items):

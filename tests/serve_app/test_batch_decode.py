@@ -1,7 +1,7 @@
 """Batched decoding on the tiny model (no Ray): per request it gives what unbatched decoding gives.
 
-The references are the engine's unbatched paths, which call coqui's ``Xtts.inference`` and
-``inference_stream``. Batched rows go through stacked, padded matrix products, so their audio may
+The references are coqui's own unbatched ``Xtts.inference`` and ``inference_stream``
+(:mod:`tests.serve_app.coqui_reference`). Batched rows go through stacked, padded matrix products, so their audio may
 differ from the references by float rounding only (seen: ~6e-8); a request that got another's tokens,
 voice or random numbers would differ by far more (two seeds differ by ~7e-3).
 """
@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serve_app.speech.engine import BatchRequest, VoiceLatents, XttsEngine
+from benchmarks.engine_batch import stream_batch, synthesize_batch
+from serve_app.speech.engine import EngineRequest, VoiceLatents, XttsEngine
 from serve_app.speech.profiles import SamplingParams, resolve_params
+from tests.serve_app.coqui_reference import coqui_stream, coqui_synthesize
 
 ROUNDING = 1e-5
 GREEDY = resolve_params("balanced", {"do_sample": False})
@@ -38,12 +40,12 @@ def voices(engine: XttsEngine) -> list[VoiceLatents]:
 
 
 @pytest.fixture(scope="module")
-def mixed(voices: list[VoiceLatents]) -> list[BatchRequest]:
+def mixed(voices: list[VoiceLatents]) -> list[EngineRequest]:
     """Three requests with different texts (lengths), languages and voices."""
     return [
-        BatchRequest("Hello there, world.", "en", voices[0], GREEDY, seed=1),
-        BatchRequest("Olá, tudo bem com você? Estou bem, obrigado.", "pt", voices[1], GREEDY, seed=2),
-        BatchRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
+        EngineRequest("Hello there, world.", "en", voices[0], GREEDY, seed=1),
+        EngineRequest("Olá, tudo bem com você? Estou bem, obrigado.", "pt", voices[1], GREEDY, seed=2),
+        EngineRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
     ]
 
 
@@ -73,21 +75,23 @@ def logits_processors(params: SamplingParams) -> Any:
     return processors
 
 
-def unbatched(engine: XttsEngine, request: BatchRequest) -> np.ndarray:
-    return engine.synthesize(request.text, request.language, request.voice, request.params, request.seed)
-
-
-def test_batch_of_one_is_coquis_unbatched_decoding(engine: XttsEngine, mixed: list[BatchRequest]) -> None:
-    for request in (mixed[0], BatchRequest(**{**mixed[1].__dict__, "params": SAMPLED})):
-        [alone] = engine.synthesize_batch([request])
-        np.testing.assert_array_equal(alone, unbatched(engine, request))
+def test_batch_of_one_is_coquis_unbatched_decoding(engine: XttsEngine, mixed: list[EngineRequest]) -> None:
+    for request in (mixed[0], EngineRequest(**{**mixed[1].__dict__, "params": SAMPLED})):
+        [alone] = synthesize_batch(engine, [request])
+        np.testing.assert_array_equal(alone, coqui_synthesize(engine, request))
+    streamed = EngineRequest(**{**mixed[0].__dict__, "params": SAMPLED, "stream_unit": "tokens"})
+    chunks = [audio for _, audio in stream_batch(engine, [streamed])]
+    expected = list(coqui_stream(engine, streamed))
+    assert len(chunks) == len(expected) > 1
+    for chunk, reference in zip(chunks, expected, strict=True):
+        np.testing.assert_array_equal(chunk, reference)
 
 
 def test_greedy_batch_mixing_languages_and_voices_matches_unbatched(
-    engine: XttsEngine, mixed: list[BatchRequest]
+    engine: XttsEngine, mixed: list[EngineRequest]
 ) -> None:
-    batched = engine.synthesize_batch(mixed)
-    references = [unbatched(engine, r) for r in mixed]
+    batched = synthesize_batch(engine, mixed)
+    references = [coqui_synthesize(engine, r) for r in mixed]
     for audio, reference in zip(batched, references, strict=True):
         assert audio.shape == reference.shape
         np.testing.assert_allclose(audio, reference, rtol=0, atol=ROUNDING)
@@ -96,52 +100,51 @@ def test_greedy_batch_mixing_languages_and_voices_matches_unbatched(
 
 
 def test_sampled_batch_uses_each_requests_own_seed(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
-    requests = [BatchRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=s) for s in (1, 2, 1)]
-    batched = engine.synthesize_batch(requests)
-    np.testing.assert_allclose(batched[0], unbatched(engine, requests[0]), rtol=0, atol=ROUNDING)
-    np.testing.assert_allclose(batched[1], unbatched(engine, requests[1]), rtol=0, atol=ROUNDING)
+    requests = [EngineRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=s) for s in (1, 2, 1)]
+    batched = synthesize_batch(engine, requests)
+    np.testing.assert_allclose(batched[0], coqui_synthesize(engine, requests[0]), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[1], coqui_synthesize(engine, requests[1]), rtol=0, atol=ROUNDING)
     np.testing.assert_allclose(batched[2], batched[0], rtol=0, atol=ROUNDING)
     assert np.abs(batched[0] - batched[1]).max() > 100 * ROUNDING
 
 
 def test_long_text_goes_through_the_batch_piece_by_piece(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
     params = resolve_params("balanced", {"split_chars": 30})
-    long = BatchRequest("The first sentence is here. A second one follows it. And a third.", "en", voices[0], params, 5)
-    short = BatchRequest("Hi.", "en", voices[1], params, 6)
+    long = EngineRequest(
+        "The first sentence is here. A second one follows it. And a third.", "en", voices[0], params, 5
+    )
+    short = EngineRequest("Hi.", "en", voices[1], params, 6)
     assert len(engine.pieces(long.text, "en", params)) == 3
-    batched = engine.synthesize_batch([long, short])
+    batched = synthesize_batch(engine, [long, short])
     # The long request's pieces draw from one generator in order, as its unbatched synthesis does.
-    np.testing.assert_allclose(batched[0], unbatched(engine, long), rtol=0, atol=ROUNDING)
-    np.testing.assert_allclose(batched[1], unbatched(engine, short), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[0], coqui_synthesize(engine, long), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(batched[1], coqui_synthesize(engine, short), rtol=0, atol=ROUNDING)
 
 
 def test_streams_in_a_batch_get_their_own_chunks(engine: XttsEngine, voices: list[VoiceLatents]) -> None:
     fast = resolve_params("fast")  # 10-token chunks
     requests = [
-        BatchRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=1, stream_unit="tokens"),
-        BatchRequest("Olá, tudo bem?", "pt", voices[1], fast, seed=2, stream_unit="tokens"),
-        BatchRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
+        EngineRequest("Hello there, world.", "en", voices[0], SAMPLED, seed=1, stream_unit="tokens"),
+        EngineRequest("Olá, tudo bem?", "pt", voices[1], fast, seed=2, stream_unit="tokens"),
+        EngineRequest("Uno dos.", "es", voices[2], GREEDY, seed=3),
     ]
     got: list[list[np.ndarray]] = [[], [], []]
-    for index, audio in engine.stream_batch(requests):
+    for index, audio in stream_batch(engine, requests):
         got[index].append(audio)
     for request, chunks in zip(requests[:2], got[:2], strict=True):
-        expected = list(engine.stream(request.text, request.language, request.voice, request.params, request.seed))
+        expected = list(coqui_stream(engine, request))
         assert len(chunks) == len(expected) > 2
         for chunk, reference in zip(chunks, expected, strict=True):
             np.testing.assert_allclose(chunk, reference, rtol=0, atol=ROUNDING)
     assert len(got[2]) == 1
-    np.testing.assert_allclose(got[2][0], unbatched(engine, requests[2]), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(got[2][0], coqui_synthesize(engine, requests[2]), rtol=0, atol=ROUNDING)
 
 
 def test_cancelled_and_early_finished_items_leave_the_others_untouched(
-    engine: XttsEngine, mixed: list[BatchRequest]
+    engine: XttsEngine, mixed: list[EngineRequest]
 ) -> None:
-    streamed = BatchRequest(**{**mixed[1].__dict__, "stream_unit": "tokens", "params": resolve_params("fast")})
-    items = [
-        engine.piece_items(r.text, r.language, r.voice, r.params, r.seed, r.stream_unit)[0]
-        for r in (mixed[0], streamed, mixed[2])
-    ]
+    streamed = EngineRequest(**{**mixed[1].__dict__, "stream_unit": "tokens", "params": resolve_params("fast")})
+    items = [engine.items(r)[0] for r in (mixed[0], streamed, mixed[2])]
     items[2].max_new_tokens = 12  # finishes long before the others
     events = []
     for event in engine.decode(items):
@@ -150,10 +153,9 @@ def test_cancelled_and_early_finished_items_leave_the_others_untouched(
             items[1].cancelled.set()  # cancelled after its first chunk
     assert [e.index for e in events].count(1) == 1
     [first] = [e.audio for e in events if e.index == 0]
-    np.testing.assert_allclose(first, unbatched(engine, mixed[0]), rtol=0, atol=ROUNDING)
+    np.testing.assert_allclose(first, coqui_synthesize(engine, mixed[0]), rtol=0, atol=ROUNDING)
     [short] = [e.audio for e in events if e.index == 2]
-    alone = engine.piece_items(mixed[2].text, mixed[2].language, mixed[2].voice, GREEDY, mixed[2].seed)
-    alone[0].max_new_tokens = 12
+    alone = engine.items(EngineRequest(**{**mixed[2].__dict__, "max_new_tokens": 12}))
     [reference] = list(engine.decode(alone))
     np.testing.assert_allclose(short, reference.audio, rtol=0, atol=ROUNDING)
     assert len(short) < len(first)
@@ -177,7 +179,7 @@ def test_a_piece_too_long_for_the_model_is_refused_before_batching(
 
     params = resolve_params("balanced", {"split_chars": 3000})
     with pytest.raises(InvalidInputError, match="lower split_chars"):
-        engine.piece_items("word " * 600, "en", voices[0], params, seed=1)
+        engine.items(EngineRequest("word " * 600, "en", voices[0], params, seed=1))
 
 
 def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
@@ -185,7 +187,7 @@ def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
     # negative and positive values: each row's scores must be exactly what the HF processors give alone.
     import torch
 
-    from serve_app.speech.batch_decode import BatchSampler
+    from serve_app.speech.sampler import BatchSampler
 
     params = [
         SAMPLED,
@@ -211,7 +213,7 @@ def test_batch_sampler_scores_equal_the_processors_row_by_row() -> None:
 def test_batch_sampler_draws_from_each_rows_generator() -> None:
     import torch
 
-    from serve_app.speech.batch_decode import BatchSampler
+    from serve_app.speech.sampler import BatchSampler
 
     vocab = 64
     logits = torch.ones(3, vocab)
@@ -233,7 +235,7 @@ def test_batch_sampler_draws_from_each_rows_generator() -> None:
 
 
 def test_pool_threads_use_one_openmp_thread_and_leave_other_threads_theirs(
-    engine: XttsEngine, mixed: list[BatchRequest]
+    engine: XttsEngine, mixed: list[EngineRequest]
 ) -> None:
     """Each pool thread runs its HiFiGAN call on one core; nobody else's thread count changes.
 
@@ -255,7 +257,7 @@ def test_pool_threads_use_one_openmp_thread_and_leave_other_threads_theirs(
     torch.set_num_threads(2)
     batch_decode._POOL = None
     try:
-        assert len(engine.synthesize_batch(mixed[:2])) == 2  # two rows: HiFiGAN runs on the pool
+        assert len(synthesize_batch(engine, mixed[:2])) == 2  # two rows: HiFiGAN runs on the pool
         pool = batch_decode._POOL
         assert pool is not None
         assert set(pool.map(lambda _: torch.get_num_threads(), range(8))) == {1}

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.speech.engine import XttsEngine
+from serve_app.speech.engine import EngineRequest, XttsEngine
 from serve_app.speech.profiles import resolve_params
 from serve_app.speech.protocol import SynthesisRequest, SynthesisResult
+from tests.serve_app.coqui_reference import coqui_synthesize
 from voice_core.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -62,14 +63,14 @@ def engine(tiny_model_dir: Path) -> XttsEngine:
 
 
 def expected(engine: XttsEngine, request: SynthesisRequest, *, stream: bool = False) -> np.ndarray:
-    """The request's audio from a local engine, decoded alone (joined chunks for a stream)."""
+    """The request's audio from coqui's unbatched inference in this process (joined chunks for a stream)."""
     voice = engine.builtin_voice(request.voice or "")
     assert voice is not None
     params = resolve_params(request.profile, request.overrides)
-    args = (request.text, request.language or "en", voice, params, request.seed or 0)
-    if stream:
-        return np.concatenate(list(engine.stream(*args, unit=request.stream_unit)))
-    return engine.synthesize(*args)
+    unit = request.stream_unit if stream else None
+    return coqui_synthesize(
+        engine, EngineRequest(request.text, request.language or "en", voice, params, request.seed or 0, unit)
+    )
 
 
 def batch_sizes(handle) -> dict[str, int]:
@@ -133,6 +134,6 @@ def test_user_config_sets_the_batch_size(handle, settings: Settings) -> None:
         assert changed["batching"]["wait_s"] == settings.batch_wait_s  # left out: the settings value
         for response in [unbatched.synthesize.remote(r) for r in requests[:2]]:
             assert response.result(timeout_s=300).samples is not None
-        assert batch_sizes(unbatched) == {}, "batch size 1 bypasses the batcher"
+        assert batch_sizes(unbatched) == {"1": 2}, "batch size 1: each request a batch of one"
     finally:
         deploy(settings, {})

@@ -1,4 +1,7 @@
-"""XttsEngine on the tiny model, text splitting, language codes and quality profiles (no Ray)."""
+"""XttsEngine on the tiny model, text splitting, language codes and quality profiles (no Ray).
+
+A lone request decodes as a batch of one (:func:`synthesize`), as the TTS replica decodes it.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.speech.engine import PIECE_GAP_S, SynthesisStats, VoiceLatents, XttsEngine
-from serve_app.speech.profiles import PROFILES, resolve_params
+from benchmarks.engine_batch import stream_batch, synthesize_batch
+from serve_app.speech.engine import PIECE_GAP_S, EngineRequest, VoiceLatents, XttsEngine
+from serve_app.speech.profiles import PROFILES, SamplingParams, resolve_params
 from serve_app.speech.text import CHAR_LIMITS, normalise_language, split_text
+from tests.serve_app.coqui_reference import coqui_synthesize
 from voice_core.errors import InvalidInputError
 
 TEXT = "Hello there, world."
@@ -23,6 +28,12 @@ LONG_TEXT = (
     "The sixth and last sentence closes the scene as the two of them laugh and head into town."
 )
 MODEL_LANGUAGES = ["en", "pt", "es", "fr", "de", "it", "zh-cn"]
+
+
+def synthesize(engine: XttsEngine, text: str, voice: VoiceLatents, params: SamplingParams, seed: int) -> np.ndarray:
+    """English ``text`` decoded alone: a batch of one."""
+    [audio] = synthesize_batch(engine, [EngineRequest(text, "en", voice, params, seed)])
+    return audio
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +54,12 @@ def voice(engine: XttsEngine) -> VoiceLatents:
 @pytest.fixture(scope="module")
 def balanced_seed1(engine: XttsEngine, voice: VoiceLatents) -> np.ndarray:
     """The reference synthesis most tests compare against (balanced profile, seed 1)."""
-    return engine.synthesize(TEXT, "en", voice, resolve_params("balanced"), seed=1)
+    return synthesize(engine, TEXT, voice, resolve_params("balanced"), 1)
 
 
 @pytest.fixture(scope="module")
 def balanced_seed2(engine: XttsEngine, voice: VoiceLatents) -> np.ndarray:
-    return engine.synthesize(TEXT, "en", voice, resolve_params("balanced"), seed=2)
+    return synthesize(engine, TEXT, voice, resolve_params("balanced"), 2)
 
 
 # --- engine -------------------------------------------------------------------------------------
@@ -62,7 +73,7 @@ def test_synthesis_is_mono_float_audio(engine: XttsEngine, balanced_seed1: np.nd
 
 
 def test_same_seed_gives_identical_audio(engine: XttsEngine, voice: VoiceLatents, balanced_seed1: np.ndarray) -> None:
-    again = engine.synthesize(TEXT, "en", voice, resolve_params("balanced"), seed=1)
+    again = synthesize(engine, TEXT, voice, resolve_params("balanced"), 1)
     np.testing.assert_array_equal(again, balanced_seed1)
 
 
@@ -73,17 +84,16 @@ def test_different_seed_samples_different_audio(balanced_seed1: np.ndarray, bala
 
 def test_greedy_decoding_ignores_the_seed(engine: XttsEngine, voice: VoiceLatents) -> None:
     greedy = resolve_params("balanced", {"do_sample": False})
-    first = engine.synthesize(TEXT, "en", voice, greedy, seed=1)
-    second = engine.synthesize(TEXT, "en", voice, greedy, seed=2)
+    first = synthesize(engine, TEXT, voice, greedy, 1)
+    second = synthesize(engine, TEXT, voice, greedy, 2)
     np.testing.assert_array_equal(first, second)
 
 
 def test_stream_joined_matches_whole(engine: XttsEngine, voice: VoiceLatents, balanced_seed1: np.ndarray) -> None:
-    stats = SynthesisStats()
-    chunks = list(engine.stream(TEXT, "en", voice, resolve_params("balanced"), seed=1, stats=stats))
+    request = EngineRequest(TEXT, "en", voice, resolve_params("balanced"), 1, stream_unit="tokens")
+    chunks = [audio for _, audio in stream_batch(engine, [request])]
     joined = np.concatenate(chunks)
     assert len(chunks) > 1, "the tiny model makes ~80 audio tokens: several 20-token chunks"
-    assert stats.first_chunk_s is not None and stats.pieces == 1
     assert len(joined) == len(balanced_seed1)
     # Same tokens, so the same audio; only around chunk seams does the stream differ, where coqui
     # decodes a prefix and cross-fades 1024 samples into the next chunk.
@@ -99,13 +109,12 @@ def test_long_text_is_split_and_spoken_in_order(engine: XttsEngine, voice: Voice
     params = resolve_params("balanced")
     pieces = engine.pieces(LONG_TEXT, "en", params)
     assert len(pieces) > 1
-    stats = SynthesisStats()
-    audio = engine.synthesize(LONG_TEXT, "en", voice, params, seed=3, stats=stats)
-    assert stats.pieces == len(pieces)
-    assert stats.audio_seconds == pytest.approx(len(audio) / engine.sample_rate, abs=1e-3)
+    audio = synthesize(engine, LONG_TEXT, voice, params, 3)
+    # Piece by piece, one generator for all of them: coqui's unbatched inference, bit for bit.
+    np.testing.assert_array_equal(audio, coqui_synthesize(engine, EngineRequest(LONG_TEXT, "en", voice, params, 3)))
     # Each piece is synthesised on its own, in reading order, with a silent gap between pieces.
     gap = int(PIECE_GAP_S * engine.sample_rate)
-    first_piece = engine.synthesize(pieces[0], "en", voice, params, seed=3)
+    first_piece = synthesize(engine, pieces[0], voice, params, 3)
     np.testing.assert_array_equal(audio[: len(first_piece)], first_piece)
     assert not audio[len(first_piece) : len(first_piece) + gap].any()
 
@@ -120,7 +129,7 @@ def test_concurrent_threads_match_sequential_runs(
     def run(seed: int) -> None:
         try:
             start.wait(timeout=30)
-            results[seed] = engine.synthesize(TEXT, "en", voice, resolve_params("balanced"), seed=seed)
+            results[seed] = synthesize(engine, TEXT, voice, resolve_params("balanced"), seed)
         except BaseException as exc:
             errors.append(exc)
 
@@ -158,9 +167,11 @@ def test_compute_latents_shapes(engine: XttsEngine, voice: VoiceLatents, speech_
 
 def test_engine_rejects_unknown_language_and_empty_text(engine: XttsEngine, voice: VoiceLatents) -> None:
     with pytest.raises(InvalidInputError, match="'xx' is not supported"):
-        engine.synthesize(TEXT, "xx", voice, resolve_params("balanced"), seed=1)
+        engine.items(EngineRequest(TEXT, "xx", voice, resolve_params("balanced"), 1))
     with pytest.raises(InvalidInputError, match="empty"):
-        engine.pieces("   \n\n  ", "en", resolve_params("balanced"))
+        engine.items(EngineRequest("   \n\n  ", "en", voice, resolve_params("balanced"), 1))
+    with pytest.raises(InvalidInputError, match="unknown stream unit"):
+        engine.items(EngineRequest(TEXT, "en", voice, resolve_params("balanced"), 1, stream_unit="words"))
 
 
 # --- text -----------------------------------------------------------------------------------------

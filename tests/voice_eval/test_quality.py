@@ -113,7 +113,8 @@ def test_half_a_clip_is_truncated_and_babble_after_it_is_runaway(
 
 
 def test_random_weight_model_is_unintelligible(tiny_model_dir: Path, corpus: Corpus, cache_dir: Path) -> None:
-    from serve_app.speech.engine import XttsEngine
+    from benchmarks.engine_batch import synthesize_batch
+    from serve_app.speech.engine import EngineRequest, XttsEngine
     from serve_app.speech.profiles import resolve_params
     from voice_core.encode import encode_audio
     from voice_core.xtts_model import load_xtts
@@ -123,7 +124,7 @@ def test_random_weight_model_is_unintelligible(tiny_model_dir: Path, corpus: Cor
     voice = engine.builtin_voice(engine.speakers[0])
     assert voice is not None
     text = SENTENCES[0]
-    audio = engine.synthesize(text, "en", voice, resolve_params("balanced"), seed=1)
+    [audio] = synthesize_batch(engine, [EngineRequest(text, "en", voice, resolve_params("balanced"), seed=1)])
     clip = encode_audio(np.asarray(audio, dtype=np.float32), engine.sample_rate, "wav")
     result = _score(clip, text, corpus.clips[PIPER][0], cache_dir)
     print(f"tiny model: {result.to_dict()}")
