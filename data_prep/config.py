@@ -386,10 +386,10 @@ def read_config_file(path: Path) -> BuildConfig:
     Raises:
         InvalidOptionError: the file is unreadable, not a JSON object, or holds invalid or unknown options.
     """
+    from voice_core.storage import read_options_file
+
     try:
-        options = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidOptionError("config", f"cannot read the config file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise InvalidOptionError("config", f"the config file {path} is not valid JSON: {exc}") from None
+        options = read_options_file(path)
+    except InvalidInputError as exc:
+        raise InvalidOptionError("config", str(exc)) from None
     return BuildConfig.from_options(options)

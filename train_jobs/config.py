@@ -171,16 +171,7 @@ def read_config_file(path: Path) -> FinetuneConfig:
     Raises:
         InvalidInputError: the file is unreadable, not a JSON object, or has invalid or unknown fields.
     """
-    import json
+    from voice_core.storage import read_options_file
 
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise InvalidInputError(f"the config file {path} is not valid JSON ({exc}); write one JSON object") from None
-    if not isinstance(values, dict):
-        raise InvalidInputError(
-            f"the config file {path} holds a JSON {type(values).__name__}, not an object of options"
-        )
+    values = read_options_file(path)
     return parse_config(values)

@@ -273,3 +273,22 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_options_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object of an options file a user gave (``--config FILE``), or an error saying what is wrong.
+
+    Raises:
+        InvalidInputError: the file is unreadable, not JSON, or holds something other than an object.
+    """
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"the config file {path} is not valid JSON ({exc}); write one JSON object") from None
+    if not isinstance(values, dict):
+        raise InvalidInputError(
+            f"the config file {path} holds a JSON {type(values).__name__}, not an object of options"
+        )
+    return values
