@@ -80,8 +80,8 @@ def decode_row(row: Row, asr_model: str) -> Row:
 class AsrStage:
     """Transcribes each clip with one faster-whisper model, loaded in the constructor."""
 
-    def __init__(self, asr_model: str, cache_dir: str) -> None:
-        self.model, self.asr_name = asr.load_asr(asr_model, cache_dir)
+    def __init__(self, asr_model: str, cache_dir: str, cpu_threads: int = 2) -> None:
+        self.model, self.asr_name = asr.load_asr(asr_model, cache_dir, cpu_threads)
 
     def __call__(self, row: Row) -> Row:
         """Add ``transcript`` (empty for a silent or failed clip) and ``asr_name``."""

@@ -10,7 +10,7 @@ import pytest
 
 from tests.voice_eval.conftest import PIPER, SENTENCES, SR, Corpus
 from voice_core.decode import decode_audio
-from voice_core.errors import InvalidInputError
+from voice_core.errors import ConfigError, InvalidInputError
 from voice_eval import pipeline, stages
 from voice_eval.__main__ import main
 from voice_eval.pipeline import EvalItem, score_clips, score_clips_sequential
@@ -90,6 +90,15 @@ def test_pipeline_scores_equal_the_sequential_loop(corpus: Corpus, ray_session: 
     assert by_id["samples-4"]["similarity"] < by_id["piper-2"]["similarity"]
     assert by_id["silent"]["flags"] == ["silent", "unintelligible"] and by_id["silent"]["similarity"] == 0.0
     assert "cannot be decoded" in by_id["garbage"]["error"] and "wer" not in by_id["garbage"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_pools_larger_than_the_cluster_are_refused(speech_wav: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "_pipeline_rows", lambda *a: pytest.fail("the pipeline started"))
+    options = pipeline.PipelineOptions(asr_pool_size=8)
+    with pytest.raises(ConfigError, match=r"needs 6.5 CPUs \(ASR 8x0.75.*has 4"):
+        score_clips([EvalItem(speech_wav, "hello there", "en", speech_wav)], options=options)
 
 
 @pytest.mark.slow
