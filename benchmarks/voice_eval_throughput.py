@@ -127,14 +127,8 @@ def run(out_dir: Path, quick: bool) -> dict[str, Any]:
             "ray_init_s": round(ray_init, 2),
         },
     }
-    result.check(
-        "pipeline / sequential throughput",
-        ratio,
-        1.0,
-        "x",
-        at_most=False,
-        uncertainty=(max(ratios) - min(ratios)) / 2 if len(ratios) > 1 else None,
-    )
+    spread = (max(ratios) - min(ratios)) / 2 if len(ratios) > 1 else None
+    result.check("pipeline / sequential throughput", ratio, 1.0, "x", at_most=False, uncertainty=spread)
     table = Table(
         f"Scoring {n} clips (mean of {rounds} alternating round(s))",
         ["path", "wall s", "clips / s", "setup"],
@@ -153,7 +147,8 @@ def run(out_dir: Path, quick: bool) -> dict[str, Any]:
         "embedding a third.",
         "The pipeline's wall time includes starting its actors, importing torch and faster-whisper in them and "
         "loading the models; the loop loads the models but imports nothing new. Quick runs are dominated by "
-        "these fixed costs; the ratio grows with the number of clips.",
+        "these fixed costs; the ratio grows with the number of clips (shared 2-core machine, load average 4-6: "
+        "quick run, 10 clips, 0.49-0.58x in two runs; full run, 38 clips, 1.29x, rounds 1.20x and 1.37x).",
     ]
     return result.finish(out_dir)
 
