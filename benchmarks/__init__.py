@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "throughput": "requests/s and latency with 1, 4 and 16 concurrent clients",
     "batching": "audio s per wall s and p95 latency with 1-16 concurrent requests: batched vs unbatched decoding",
     "data_prep_throughput": "audio s per wall s: Ray Data pipeline vs a sequential loop",
+    "voice_eval_throughput": "quality scoring, clips per s: Ray Data pipeline (ASR + encoder actors) vs a loop",
     "gpu_realsize": "release-size XTTS (random weights): real-time factor, time to first audio on CUDA (else skips)",
     "training_step": "peak memory and time of one XTTS GPT training step: LoRA vs full",
 }

@@ -90,12 +90,13 @@ def _is_multilingual(model_name: str) -> bool:
 
 
 @lru_cache(maxsize=4)
-def load_asr(model_name: str, cache_dir: str) -> tuple[Any, str]:
+def load_asr(model_name: str, cache_dir: str, cpu_threads: int = 2) -> tuple[Any, str]:
     """The faster-whisper model ``model_name``, loaded once per process.
 
     Args:
         model_name: ``tiny.en``, ``base`` or a CTranslate2 model directory.
         cache_dir: where ``base`` is joined from its package parts (under the storage root).
+        cpu_threads: CTranslate2 threads (the transcript does not depend on it: int8 on CPU).
 
     Returns:
         The ``WhisperModel`` and the name recorded with scores.
@@ -105,7 +106,7 @@ def load_asr(model_name: str, cache_dir: str) -> tuple[Any, str]:
     from data_prep.transcribe import resolve_model
 
     resolved = resolve_model(model_name, Path(cache_dir))
-    model = WhisperModel(str(resolved.path), device="cpu", compute_type="int8", cpu_threads=2)
+    model = WhisperModel(str(resolved.path), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
     recorded = f"faster-whisper {model_name}" if model_name in ("tiny.en", "base") else str(resolved.path)
     return model, recorded
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from voice_core.decode import decode_audio
+from voice_core.decode import decode_audio, resample
 from voice_core.errors import AudioDecodeError, InvalidInputError
 from voice_eval import asr, mos, similarity
 from voice_eval.normalize import normalize_text
@@ -66,13 +66,30 @@ def default_cache_dir() -> Path:
     return Settings.load().storage_root / "cache" / "whisper"
 
 
-def load_clip(source: str | os.PathLike[str] | bytes, name: str) -> np.ndarray:
-    """Decode ``source`` to 16 kHz mono.
+@dataclass(frozen=True)
+class Samples:
+    """Audio already in memory (e.g. just synthesised): mono or ``(frames, channels)`` samples and their rate."""
+
+    audio: np.ndarray
+    sample_rate: int
+
+
+Source = str | os.PathLike[str] | bytes | Samples
+"""A clip or reference: a file path, the bytes of an audio file, or :class:`Samples`."""
+
+
+def load_clip(source: Source, name: str) -> np.ndarray:
+    """Decode (or resample) ``source`` to 16 kHz mono.
 
     Raises:
-        InvalidInputError: the file does not exist.
-        AudioDecodeError: it is not decodable audio (or longer than 10 minutes).
+        InvalidInputError: the file does not exist, or samples are not mono at a valid rate.
+        AudioDecodeError: it is not decodable audio, or it is longer than 10 minutes.
     """
+    if isinstance(source, Samples):
+        audio = resample(np.asarray(source.audio, dtype=np.float32), source.sample_rate, SAMPLE_RATE_HZ)
+        if audio.size > MAX_CLIP_S * SAMPLE_RATE_HZ:
+            raise AudioDecodeError(f"{name} is {audio.size / SAMPLE_RATE_HZ:.0f} s long; give at most {MAX_CLIP_S:g} s")
+        return audio
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise InvalidInputError(
             f"{name} {str(source)!r} does not exist or is not a file; give the path of an audio file"
@@ -80,15 +97,103 @@ def load_clip(source: str | os.PathLike[str] | bytes, name: str) -> np.ndarray:
     try:
         return decode_audio(source, SAMPLE_RATE_HZ, max_seconds=MAX_CLIP_S)
     except AudioDecodeError as exc:
-        where = "" if isinstance(source, bytes) else f" {str(source)!r}"
-        raise AudioDecodeError(f"{name}{where} cannot be decoded: {exc}") from None
+        raise AudioDecodeError(f"{name}{_where(source)} cannot be decoded: {exc}") from None
+
+
+def _where(source: Source) -> str:
+    return f" {str(source)!r}" if isinstance(source, (str, os.PathLike)) else ""
+
+
+def check_text(text: str, language: str, asr_model: str) -> str:
+    """Check a text and its language before any audio is decoded or model loaded; returns the bare code.
+
+    Raises:
+        InvalidInputError: the ASR model cannot transcribe the language, or the text has no words.
+    """
+    code = asr.check_language(asr_model, language)
+    if not normalize_text(text, code):
+        raise InvalidInputError(f"text {text!r} has no words to score; give the text the clip should say")
+    return code
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A clip ready for the models: both signals at 16 kHz and the clip's signal checks.
+
+    Attributes:
+        text: what the clip should say.
+        language: the bare language code.
+        clip: the clip, 16 kHz mono.
+        reference: the reference recording, 16 kHz mono.
+        signal: the clip's signal measurements and flags.
+    """
+
+    text: str
+    language: str
+    clip: np.ndarray
+    reference: np.ndarray
+    signal: SignalReport
+
+    @property
+    def silent(self) -> bool:
+        """Whether the clip holds no speech (it is then neither transcribed nor embedded)."""
+        return "silent" in self.signal.flags
+
+
+def prepare(clip: Source, text: str, language: str, reference: Source, *, asr_model: str) -> Prepared:
+    """Check the inputs, decode both signals and measure the clip (everything before the models).
+
+    Raises:
+        InvalidInputError: unsupported language, empty text, missing file, a reference without speech.
+        AudioDecodeError: a file is not decodable audio.
+    """
+    code = check_text(text, language, asr_model)
+    clip_audio = load_clip(clip, "clip")
+    reference_audio = load_clip(reference, "reference")
+    if "silent" in analyse_signal(reference_audio, text, code).flags:
+        raise InvalidInputError(
+            f"reference{_where(reference)} holds no speech; give a recording of the voice the clip imitates"
+        )
+    return Prepared(text, code, clip_audio, reference_audio, analyse_signal(clip_audio, text, code))
+
+
+def model_names(asr_name: str) -> dict[str, str | None]:
+    """The ``models`` entry of a record: ASR, speaker encoder, MOS predictor (with the reason when absent)."""
+    models: dict[str, str | None] = {
+        "asr": asr_name,
+        "speaker_encoder": similarity.ENCODER_NAME,
+        "mos_predictor": mos.MOS_PREDICTOR,
+    }
+    if mos.MOS_PREDICTOR is None:
+        models["mos_unavailable_reason"] = mos.MOS_UNAVAILABLE_REASON
+    return models
+
+
+def assemble(
+    signal: SignalReport, text: str, language: str, transcript: str, cosine: float, asr_name: str
+) -> ClipScore:
+    """The record of a clip from its signal checks, its transcript and its speaker similarity."""
+    rates = asr.error_rates(text, transcript, language)
+    flags = list(signal.flags)
+    if rates.wer > UNINTELLIGIBLE_WER:
+        flags.append("unintelligible")
+    return ClipScore(
+        wer=rates.wer,
+        cer=rates.cer,
+        similarity=cosine,
+        mos=None,
+        flags=flags,
+        transcript=transcript,
+        signal=signal,
+        models=model_names(asr_name),
+    )
 
 
 def score_clip(
-    clip: str | os.PathLike[str] | bytes,
+    clip: Source,
     text: str,
     language: str,
-    reference: str | os.PathLike[str] | bytes,
+    reference: Source,
     *,
     asr_model: str = asr.DEFAULT_ASR_MODEL,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -98,10 +203,11 @@ def score_clip(
     Inputs are checked before any model is loaded or any audio decoded beyond the two files.
 
     Args:
-        clip: the clip (path or bytes of any format :func:`voice_core.decode.decode_audio` reads).
+        clip: the clip (a path, the bytes of any format :func:`voice_core.decode.decode_audio` reads, or
+            :class:`Samples`).
         text: what the clip should say.
         language: its language code (``en``, ``de``, ``pt-BR``...).
-        reference: a recording of the target voice.
+        reference: a recording of the target voice (same forms as ``clip``).
         asr_model: ``tiny.en`` (English only), ``base`` or a CTranslate2 Whisper directory.
         cache_dir: where ``base`` is joined; ``<storage_root>/cache/whisper`` by default.
 
@@ -112,41 +218,11 @@ def score_clip(
         InvalidInputError: unsupported language, empty text, missing file, a reference without speech.
         AudioDecodeError: a file is not decodable audio.
     """
-    code = asr.check_language(asr_model, language)
-    if not normalize_text(text, code):
-        raise InvalidInputError(f"text {text!r} has no words to score; give the text the clip should say")
-    clip_audio = load_clip(clip, "clip")
-    reference_audio = load_clip(reference, "reference")
-
-    if "silent" in analyse_signal(reference_audio, text, code).flags:
-        where = "" if isinstance(reference, bytes) else f" {str(reference)!r}"
-        raise InvalidInputError(f"reference{where} holds no speech; give a recording of the voice the clip imitates")
-
-    signal = analyse_signal(clip_audio, text, code)
-    silent = "silent" in signal.flags
+    ready = prepare(clip, text, language, reference, asr_model=asr_model)
     model, asr_name = asr.load_asr(asr_model, str(cache_dir if cache_dir is not None else default_cache_dir()))
-    transcript = "" if silent else asr.transcribe(model, clip_audio, code)
-    rates = asr.error_rates(text, transcript, code)
+    transcript = "" if ready.silent else asr.transcribe(model, ready.clip, ready.language)
     # A silent clip has no voice to compare; 0 rather than the encoder's output on (almost) nothing.
-    cosine = 0.0 if silent else similarity.speaker_similarity(similarity.load_encoder(), clip_audio, reference_audio)
-
-    flags = list(signal.flags)
-    if rates.wer > UNINTELLIGIBLE_WER:
-        flags.append("unintelligible")
-    models: dict[str, str | None] = {
-        "asr": asr_name,
-        "speaker_encoder": similarity.ENCODER_NAME,
-        "mos_predictor": mos.MOS_PREDICTOR,
-    }
-    if mos.MOS_PREDICTOR is None:
-        models["mos_unavailable_reason"] = mos.MOS_UNAVAILABLE_REASON
-    return ClipScore(
-        wer=rates.wer,
-        cer=rates.cer,
-        similarity=cosine,
-        mos=None,
-        flags=flags,
-        transcript=transcript,
-        signal=signal,
-        models=models,
+    cosine = (
+        0.0 if ready.silent else similarity.speaker_similarity(similarity.load_encoder(), ready.clip, ready.reference)
     )
+    return assemble(ready.signal, text, ready.language, transcript, cosine, asr_name)
