@@ -24,7 +24,7 @@ from data_prep import export
 from data_prep.batch import row_values
 from data_prep.config import BuildConfig
 from data_prep.ingest import SourceFile
-from data_prep.records import FAILED, NO_SPEECH, ClipRecord, SourceRecord, clip_id
+from data_prep.records import NO_SPEECH, UNREADABLE, ClipRecord, SourceRecord, clip_id
 from data_prep.runtime import Placement
 from data_prep.transcribe import ResolvedModel
 
@@ -145,7 +145,7 @@ class _Collector:
         )
         status = str(row["status"])
         if status != "ok":
-            record.status = FAILED if status == "error" else NO_SPEECH
+            record.status = UNREADABLE if status == "error" else NO_SPEECH
             record.reason = str(row["reason"])
             return record, []
         clips = self.pending.setdefault(source.source_id, [])
@@ -210,7 +210,7 @@ def analyse_sources(
             if finished is None:
                 continue
             record, clips = finished
-            if record.status != FAILED:
+            if record.status != UNREADABLE:
                 export.save_source(output_dir, record, clips, key)
             done[record.source_id] = (record, clips)
             if on_source is not None:

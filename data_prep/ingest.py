@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.records import FAILED, UNSUPPORTED, SourceRecord
+from data_prep.records import UNREADABLE, UNSUPPORTED, SourceRecord
 from voice_core.decode import probe_duration
 from voice_core.errors import AudioDecodeError, InvalidInputError
 
@@ -95,7 +95,7 @@ def expand_inputs(inputs: Sequence[str], download_dir: Path) -> tuple[list[tuple
                     SourceRecord(
                         source_id=sanitize_stem(path.stem),
                         path=str(path),
-                        status=FAILED,
+                        status=UNREADABLE,
                         reason="no such file, directory or matching glob",
                     )
                 )
@@ -187,14 +187,16 @@ def identify_sources(
             duration_s = probe_duration(path)
             sha = file_sha256(path)
         except (AudioDecodeError, OSError) as exc:
-            issues.append(SourceRecord(source_id=base, path=str(path), status=FAILED, reason=str(exc), origin=origin))
+            issues.append(
+                SourceRecord(source_id=base, path=str(path), status=UNREADABLE, reason=str(exc), origin=origin)
+            )
             continue
         if sha in seen_hashes:
             issues.append(
                 SourceRecord(
                     source_id=base,
                     path=str(path),
-                    status=FAILED,
+                    status=UNREADABLE,
                     reason=f"same bytes as {seen_hashes[sha]} (given twice)",
                     sha256=sha,
                     origin=origin,

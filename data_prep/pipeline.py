@@ -31,7 +31,7 @@ from data_prep.config import AUTO_LANGUAGE, BuildConfig
 from data_prep.dataflow import Analysed, analyse_sources
 from data_prep.filters import apply_filters, count_reasons
 from data_prep.normalize import normalize_text, supported
-from data_prep.records import FAILED, PROCESSED, SKIPPED, BuildReport, ClipRecord, SourceRecord
+from data_prep.records import PROCESSED, SKIPPED, UNREADABLE, BuildReport, ClipRecord, SourceRecord
 from data_prep.runtime import Placement, RaySession, place_transcribers
 from data_prep.transcribe import ResolvedModel, resolve_model
 
@@ -113,7 +113,7 @@ def merge_records(
         records[sid] = record
         clips.extend(earlier.clips)
     for sid, (record, source_clips) in new.items():
-        if record.status == FAILED:
+        if record.status == UNREADABLE:
             continue
         records[sid] = record
         clips.extend(source_clips)
@@ -297,7 +297,7 @@ def _report(
     per_source_kept = Counter(clip.source_id for clip in exported.kept)
     for sid, record in records.items():
         record.clips, record.kept = per_source[sid], per_source_kept[sid]
-    failed = [record for record, _ in new.values() if record.status == FAILED]
+    failed = [record for record, _ in new.values() if record.status == UNREADABLE]
     return BuildReport(
         output_dir=str(out),
         language=language,

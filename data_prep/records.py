@@ -15,7 +15,7 @@ from typing import Any, Self
 # Source statuses.
 PROCESSED = "processed"  # analysed in this run
 SKIPPED = "skipped"  # analysed by an earlier run (its .completed marker matched)
-FAILED = "error"  # could not be read or decoded
+UNREADABLE = "error"  # could not be read or decoded (the word stored in manifests since the first release)
 NO_SPEECH = "no_speech"  # decoded, but the VAD found no speech
 UNSUPPORTED = "unsupported"  # not an audio file (by extension), never opened
 

@@ -9,7 +9,7 @@ import pytest
 
 from data_prep import ingest
 from data_prep.export import eval_score, metadata_text, split_ids
-from data_prep.records import FAILED, UNSUPPORTED, ClipRecord, SourceRecord
+from data_prep.records import UNREADABLE, UNSUPPORTED, ClipRecord, SourceRecord
 from data_prep.transcribe import BASE_MODEL_SHA256, resolve_model
 from voice_core.errors import ConfigError, InvalidInputError, ModelError
 
@@ -25,7 +25,7 @@ def test_expand_inputs_walks_directories_and_globs(speech_wav: Path, tmp_path: P
     assert [path.name for path, _ in files] == ["one.wav", "two.wav"]
     assert [(issue.status, Path(issue.path).name) for issue in issues] == [
         (UNSUPPORTED, "readme.md"),
-        (FAILED, "nope*.wav"),
+        (UNREADABLE, "nope*.wav"),
     ]
     assert "not an audio file" in issues[0].reason
 
@@ -51,7 +51,7 @@ def test_source_ids_are_sanitised_and_unique(speech_wav: Path, tmp_path: Path) -
     sources, issues = ingest.identify_sources(files, {})
     sha2 = hashlib.sha256(second.read_bytes()).hexdigest()
     assert [s.source_id for s in sources] == ["My_Talk_1", f"My_Talk_1_{sha2[:8]}"]
-    assert [(i.source_id, i.status) for i in issues] == [("copy", FAILED), ("broken", FAILED)]
+    assert [(i.source_id, i.status) for i in issues] == [("copy", UNREADABLE), ("broken", UNREADABLE)]
     assert "same bytes as" in issues[0].reason
     # An earlier run knew this id with the same path but other bytes: the file changed, keep its id.
     known = {"My_Talk_1": SourceRecord("My_Talk_1", str(second.resolve()), sha256="0" * 64)}

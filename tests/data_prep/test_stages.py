@@ -10,7 +10,7 @@ from data_prep.config import BuildConfig
 from data_prep.export import CompletedSource, validate_clips
 from data_prep.ingest import SourceFile
 from data_prep.pipeline import dataset_language, merge_records, plan_sources
-from data_prep.records import FAILED, SKIPPED, ClipRecord, SourceRecord, clip_id
+from data_prep.records import SKIPPED, UNREADABLE, ClipRecord, SourceRecord, clip_id
 
 KEY = BuildConfig().analysis_key()
 
@@ -49,7 +49,7 @@ def test_merge_keeps_earlier_sources_as_skipped_and_drops_failed_new_ones() -> N
     completed = {"old": _completed("old"), "redone": _completed("redone")}
     new = {
         "redone": (SourceRecord("redone", "/in/redone.wav"), [_clip("redone", 1)]),
-        "broken": (SourceRecord("broken", "/in/broken.wav", status=FAILED, reason="cannot decode"), []),
+        "broken": (SourceRecord("broken", "/in/broken.wav", status=UNREADABLE, reason="cannot decode"), []),
     }
     records, clips = merge_records(completed, new)
     assert sorted(records) == ["old", "redone"]
