@@ -53,6 +53,8 @@ PROFILE_DESCRIPTIONS: dict[str, str] = {
     "expressive": "higher temperature and wider sampling: livelier prosody, more variation",
     "ultra_quality": "conservative sampling and stronger repetition penalty: fewest artefacts",
 }
+# Below this the sampler's logits / temperature overflow to inf and the softmax to NaN.
+MIN_TEMPERATURE = 0.01
 OVERRIDABLE: frozenset[str] = frozenset(
     {"temperature", "top_k", "top_p", "repetition_penalty", "length_penalty", "speed", "do_sample", "split_chars"}
 )
@@ -62,7 +64,7 @@ def resolve_params(profile: str, overrides: dict[str, Any] | None = None) -> Sam
     """Return the profile's parameters with per-request overrides applied.
 
     Raises:
-        InvalidInputError: unknown profile or override name.
+        InvalidInputError: unknown profile or override name, or a temperature below ``MIN_TEMPERATURE``.
     """
     if profile not in PROFILES:
         raise InvalidInputError(f"unknown quality profile {profile!r}; use one of: {', '.join(PROFILES)}")
@@ -70,6 +72,8 @@ def resolve_params(profile: str, overrides: dict[str, Any] | None = None) -> Sam
     unknown = set(given) - OVERRIDABLE
     if unknown:
         raise InvalidInputError(f"cannot override {sorted(unknown)}; overridable: {sorted(OVERRIDABLE)}")
+    if given.get("temperature", MIN_TEMPERATURE) < MIN_TEMPERATURE:
+        raise InvalidInputError(f"temperature {given['temperature']!r} is too small; use {MIN_TEMPERATURE} to 2")
     return replace(PROFILES[profile], **given)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from serve_app.protocol import LanguageCode, ModelId, ResponseFormat, VoiceName
-from serve_app.speech.profiles import ProfileName
+from serve_app.speech.profiles import MIN_TEMPERATURE, ProfileName
 
 MAX_INPUT_CHARS = 4096
 
@@ -63,7 +63,7 @@ class TTSRequest(BaseModel):
     model: ModelId | None = None
     allow_fallback: bool = False
     quality_profile: ProfileName = "balanced"
-    temperature: float | None = Field(default=None, gt=0, le=2.0)
+    temperature: float | None = Field(default=None, ge=MIN_TEMPERATURE, le=2.0)
     top_k: int | None = Field(default=None, ge=1, le=1000)
     top_p: float | None = Field(default=None, gt=0, le=1.0)
     repetition_penalty: float | None = Field(default=None, ge=1.0, le=50.0)

@@ -73,6 +73,7 @@ def test_voice_exists_before_the_bad_requests(stored_voice: str) -> None:
         ("/v1/audio/speech", {**SPEECH, "speed": 0.1}, ["'speed'", "0.25"]),
         ("/v1/audio/speech", {**SPEECH, "speed": 5}, ["'speed'", "4"]),
         ("/tts", {"text": "Hi.", "speed": 0.1}, ["'speed'", "0.25"]),
+        ("/tts", {"text": "Hi.", "temperature": 5e-324}, ["'temperature'", "0.01"]),
         ("/tts", {"text": "Hi.", "speed": 5}, ["'speed'", "4"]),
         ("/v1/audio/speech", {**SPEECH, "voice": {"name": "alloy"}}, ["'voice"]),
         ("/v1/audio/speech", {**SPEECH, "colour": "blue"}, ["'colour'", "Extra inputs"]),

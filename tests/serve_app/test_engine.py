@@ -231,6 +231,13 @@ def test_resolve_params_applies_overrides_on_the_profile() -> None:
     assert resolve_params("balanced") == PROFILES["balanced"]
 
 
+def test_a_vanishing_temperature_is_refused() -> None:
+    """5e-324 passed ``gt=0`` and made the sampler's softmax NaN (a 500 found by schemathesis)."""
+    with pytest.raises(InvalidInputError, match="temperature 5e-324 is too small"):
+        resolve_params("balanced", {"temperature": 5e-324})
+    assert resolve_params("balanced", {"temperature": 0.01}).temperature == 0.01
+
+
 def test_resolve_params_rejects_unknown_profile_and_override() -> None:
     with pytest.raises(InvalidInputError, match=r"unknown quality profile 'turbo'.*ultra_quality"):
         resolve_params("turbo")

@@ -25,7 +25,9 @@ from train_jobs.progress import read_progress
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 4
+# Enough steps that the kill lands mid-run: finding rank 0's node after the first commit takes seconds,
+# and the tiny model runs several steps in that time (with 4 epochs a run once reached its last step first).
+EPOCHS = 10
 STEPS = 2 * EPOCHS  # 6 training clips over 2 workers, batch 2: 2 steps per epoch
 
 
@@ -95,7 +97,7 @@ def test_two_worker_run_resumes_after_losing_a_node(
         },
     )
     assert result[0].returncode == 0, result[0].output[-4000:]
-    assert step_at_kill < STEPS, "the run finished before the node was killed"
+    assert step_at_kill < STEPS, "the run reached its last step before the node was killed"
     assert progress["status"] == "finished" and progress["step"] == progress["total_steps"] == STEPS, progress
     # It resumed from the latest checkpoint committed before the node died (not from scratch, not later).
     assert progress["resumes"] and progress["resumes"][0]["step"] == max(committed_at_kill) >= 2, (
