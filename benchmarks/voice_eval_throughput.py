@@ -147,8 +147,7 @@ def run(out_dir: Path, quick: bool) -> dict[str, Any]:
         "embedding a third.",
         "The pipeline's wall time includes starting its actors, importing torch and faster-whisper in them and "
         "loading the models; the loop loads the models but imports nothing new. Quick runs are dominated by "
-        "these fixed costs; the ratio grows with the number of clips (shared 2-core machine, load average 4-6: "
-        "quick run, 10 clips, 0.49-0.58x in two runs; full run, 38 clips, 1.29x, rounds 1.20x and 1.37x).",
+        "these fixed costs; the ratio grows with the number of clips.",
     ]
     return result.finish(out_dir)
 
