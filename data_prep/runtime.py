@@ -21,7 +21,7 @@ log = logging.getLogger("data_prep")
 MIN_TRANSCRIBE_CPUS = 0.25
 
 
-def ensure_ray(resources: ResourceOptions, ray_address: str | None = None) -> bool:
+def ensure_ray(local_num_cpus: int | None, ray_address: str | None = None) -> bool:
     """Connect to Ray: reuse a running session, join a cluster, or start a local one.
 
     ``RAY_ADDRESS`` (set by ``ray job submit``) means ``ray.init(address="auto")``; otherwise
@@ -29,7 +29,7 @@ def ensure_ray(resources: ResourceOptions, ray_address: str | None = None) -> bo
     explicit CPU count.
 
     Args:
-        resources: resource options (``local_num_cpus``).
+        local_num_cpus: CPUs of a local Ray started here (None: the machine's).
         ray_address: cluster address from the settings.
 
     Returns:
@@ -44,7 +44,7 @@ def ensure_ray(resources: ResourceOptions, ray_address: str | None = None) -> bo
     elif ray_address:
         ray.init(address=ray_address, log_to_driver=False)
     else:
-        num_cpus = resources.local_num_cpus or os.cpu_count() or 1
+        num_cpus = local_num_cpus or os.cpu_count() or 1
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     return True
 
@@ -62,7 +62,7 @@ class RaySession:
     def connect(self) -> None:
         """Make sure Ray is up (see :func:`ensure_ray`)."""
         if not self.started:
-            self.started = ensure_ray(self.resources, self.ray_address)
+            self.started = ensure_ray(self.resources.local_num_cpus, self.ray_address)
 
     def __enter__(self) -> RaySession:
         return self

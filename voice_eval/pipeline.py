@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_prep.runtime import ensure_ray
 from voice_core.errors import ConfigError, InvalidInputError
 from voice_eval import asr
 from voice_eval.score import ClipScore, Source, check_text, default_cache_dir
@@ -151,19 +152,6 @@ def score_clips_sequential(
     return _collect((encoder(transcriber(decode_row(row, asr_model))) for row in rows), len(rows), progress)
 
 
-def _connect_ray(options: PipelineOptions) -> bool:
-    """Use a running Ray, the cluster ``RAY_ADDRESS`` names, or start a local one; True when started here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    else:
-        ray.init(num_cpus=options.local_num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-    return True
-
-
 def _check_fit(options: PipelineOptions) -> None:
     import ray
 
@@ -232,7 +220,7 @@ def score_clips(
     options = options or PipelineOptions()
     rows = check_items(items, asr_model)
     cache = str(cache_dir if cache_dir is not None else default_cache_dir())
-    started = _connect_ray(options)
+    started = ensure_ray(options.local_num_cpus)
     try:
         _check_fit(options)
         if on_connect is not None:

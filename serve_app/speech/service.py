@@ -173,7 +173,9 @@ class TTSDeployment:
             return latents, name
         raise choice.unknown(engine.report.model_id, references_allowed=True)
 
-    async def _prepare(self, request: SynthesisRequest) -> tuple[XttsEngine, EngineRequest, SynthesisResult]:
+    async def _prepare(
+        self, request: SynthesisRequest, stream_unit: str | None
+    ) -> tuple[XttsEngine, EngineRequest, SynthesisResult]:
         engine, used, fallback = await self._engine(request.model, request.allow_fallback)
         language = engine.language(request.language or self._settings.default_language)
         params = resolve_params(request.profile, request.overrides)
@@ -194,14 +196,13 @@ class TTSDeployment:
             voice=voice,
             untrained=engine.report.untrained,
         )
-        return engine, EngineRequest(request.text, language, latents, params, seed, request.stream_unit), result
+        return engine, EngineRequest(request.text, language, latents, params, seed, stream_unit), result
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         """Synthesise a whole text and return encoded audio (or raw samples when ``request.raw``)."""
         from voice_core.encode import encode_audio
 
-        engine, job, result = await self._prepare(request)
-        job.stream_unit = None
+        engine, job, result = await self._prepare(request, stream_unit=None)
         stats = SynthesisStats()
         samples = np.concatenate([chunk async for chunk in self._audio(engine, job, stats)])
         if request.raw:
@@ -224,7 +225,7 @@ class TTSDeployment:
         from voice_core.encode import AudioStreamEncoder
 
         started = time.perf_counter()
-        engine, job, result = await self._prepare(request)
+        engine, job, result = await self._prepare(request, request.stream_unit)
         yield result
         encoder = AudioStreamEncoder(request.response_format, engine.sample_rate)
         stats = SynthesisStats()

@@ -22,7 +22,7 @@ def no_compute(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("compute started for bad input")
 
-    monkeypatch.setattr(pipeline, "_connect_ray", fail)
+    monkeypatch.setattr(pipeline, "ensure_ray", fail)
     monkeypatch.setattr(stages.asr, "load_asr", fail)
     monkeypatch.setattr(stages.similarity, "load_encoder", fail)
     monkeypatch.setattr(stages, "decode_row", fail)
